@@ -1,0 +1,46 @@
+# One command each on a fresh machine: the venv is created and filled on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+MODEL  ?= inception_resnet_v2
+TARGET ?= all
+OUT    ?= out
+PYTEST_ARGS ?=
+
+.PHONY: install test test-slow export data reference-models clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m pip check
+	touch $@
+
+install: $(VENV)/.installed
+
+## The default test run (CI): everything but the slow end-to-end tests.
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Slow end-to-end tests: full-size models, the full 10k validation set.
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+## Fashion-MNIST as image folders (needs Debian's dataset-fashion-mnist).
+data: install
+	test -d data/fashion-mnist/val || $(BIN)/edgeincep data fashion-mnist --out data/fashion-mnist
+
+## The default job: the whole pipeline on a reference model (MODEL=..., TARGET=...).
+export: install data
+	$(BIN)/edgeincep run --model $(MODEL) --target $(TARGET) --val data/fashion-mnist/val --out $(OUT)/$(MODEL)
+
+## Retrain the three reference models (about 20 min each on 2 cores).
+reference-models: install
+	for m in inception_resnet_v2 inception_v4 inception_resnet_v1; do \
+	  $(BIN)/edgeincep train --model $$m --width 0.125 --input-size 75 --epochs 6 --seed 0 --threads 2 \
+	    --out reference_models/$$m.fmnist.w0125.safetensors --card reference_models/$$m.fmnist.w0125.md || exit 1; \
+	done
+
+clean:
+	rm -rf $(OUT) .pytest_cache

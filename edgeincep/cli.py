@@ -1,0 +1,165 @@
+"""The `edgeincep` command line: thin click commands over the library.
+
+Every user mistake surfaces as a UserError, printed as one `error:` line with that error's
+exit code; a traceback appears only with --debug.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .console import err, note, out
+from .errors import UserError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]: no partial artifact was kept")
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="edgeincep")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Inception-family classifiers to verified INT8 edge artifacts."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_cmd(as_json: bool) -> None:
+    """List the registered networks with size, cost and preprocessing."""
+    from rich.table import Table
+
+    from .models import get_spec, list_models
+    from .models.stats import model_stats
+
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        st = model_stats(name)
+        rows.append({"name": name, "params": st["params"], "gmacs": round(st["macs"] / 1e9, 2),
+                     **spec.preprocess.to_dict(), "classifier": spec.classifier,
+                     "num_classes": spec.num_classes, "checkpoints": list(spec.hub_ids), "layout": spec.paper})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="edgeincep models")
+    for col in ("name", "params", "GMACs", "input", "mean / std", "crop_pct", "interp.", "classifier"):
+        table.add_column(col, justify="right" if col in ("params", "GMACs", "input", "crop_pct") else "left",
+                         no_wrap=col in ("name", "params"))
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", f"{r['gmacs']:.2f}", str(r["input_size"]),
+                      f"{_fmt(r['mean'])} / {_fmt(r['std'])}", f"{r['crop_pct']:g}", r["interpolation"],
+                      r["classifier"])
+    out.print(table)
+
+
+def _fmt(v) -> str:
+    return ",".join(f"{x:.3g}" for x in v) if len(set(v)) > 1 else f"{v[0]:.3g}"
+
+
+@main.command("export")
+@click.option("--model", "model_name", required=True, help="Registered model name (see `edgeincep models`).")
+@click.option("--weights", default="synthetic", show_default=True,
+              help="Checkpoint: FILE (.safetensors/.pt/.pth), hf-hub:ORG/NAME, facenet:vggface2, "
+                   "'synthetic' (deterministic weights, for speed and plumbing only) or 'none' (random init).")
+@click.option("--target", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out"),
+              show_default=True)
+@click.option("--input-size", type=int, default=None, help="Square input size in px (>= 75); default: the model's.")
+@click.option("--width", type=float, default=None, help="Width multiplier (default: checkpoint's, else 1.0).")
+@click.option("--num-classes", type=int, default=None)
+@click.option("--verify-images", type=click.Path(path_type=Path), default=None,
+              help="Images to check ONNX Runtime against PyTorch (default: the shipped calibration set).")
+@click.option("--verify-count", type=int, default=16, show_default=True)
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images instead of failing.")
+def export_cmd(model_name, weights, target, out_dir, input_size, width, num_classes, verify_images, verify_count,
+               opset, skip_bad) -> None:
+    """Export a model to FP32 ONNX, verified against PyTorch."""
+    from .pipeline.export_stage import run_export
+
+    result = run_export(model_name, weights=weights, out_dir=out_dir, input_size=input_size, width=width,
+                        num_classes=num_classes, verify_images=verify_images, verify_count=verify_count,
+                        opset=opset, skip_bad=skip_bad)
+    out.print(f"[green]wrote[/] {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
+              f"ORT vs PyTorch max |diff| {result.max_abs_diff:.2e} (tol {result.tolerance:.2e}), "
+              f"top-1 agreement {result.top1_agreement:.0%} on {result.n_images} images")
+
+
+@main.group("data")
+def data_grp() -> None:
+    """Prepare image folders."""
+
+
+@data_grp.command("fashion-mnist")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/fashion-mnist"),
+              show_default=True)
+@click.option("--calib-per-class", type=int, default=50, show_default=True)
+@click.option("--val-limit", type=int, default=None, help="Balanced subset of the 10k test images (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--source", type=click.Path(path_type=Path), default=None,
+              help="Folder with the four *-ubyte.gz files (default: Debian's).")
+def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None:
+    """Write Fashion-MNIST as calib/ (from train) and val/ (from test) class folders."""
+    from .data import fashion_mnist as fm
+
+    with err.status("writing Fashion-MNIST image folders"):
+        counts = fm.export_folders(out_dir, calib_per_class=calib_per_class, val_limit=val_limit, seed=seed,
+                                   source=source or fm.DEBIAN_DIR)
+    out.print(f"[green]wrote[/] {counts['calib']} calibration images (train split) to {out_dir / 'calib'} and "
+              f"{counts['val']} validation images (test split) to {out_dir / 'val'}")
+
+
+@main.command("train")
+@click.option("--model", "model_name", required=True)
+@click.option("--data", "data_src", default="fashion-mnist", show_default=True,
+              help="'fashion-mnist' (Debian's dataset-fashion-mnist) or a labelled image folder with train/ and val/.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Checkpoint to write (.safetensors).")
+@click.option("--width", type=float, default=0.125, show_default=True)
+@click.option("--input-size", type=int, default=75, show_default=True)
+@click.option("--epochs", type=int, default=6, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--card", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a model card (Markdown) here.")
+def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, card) -> None:
+    """Train a (narrow) network from scratch on Fashion-MNIST or your own image folders."""
+    from .models import get_spec
+    from .train import TrainConfig, train
+    from .training_data import load_training_data
+    from .model_card import write_card
+
+    get_spec(model_name)
+    cfg = TrainConfig(model=model_name, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size,
+                      lr=lr, seed=seed, threads=threads)
+    with err.status("loading training data"):
+        tx, ty, vx, vy, names = load_training_data(data_src)
+    facts = train(cfg, tx, ty, vx, vy, names, out_path)
+    facts["data"] = data_src
+    if card:
+        write_card(card, out_path, facts)
+    out.print(f"[green]wrote[/] {out_path}: test top-1 {facts['top1']:.2%}, top-5 {facts['top5']:.2%} "
+              f"after {epochs} epochs in {facts['wall_minutes']:.1f} min")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

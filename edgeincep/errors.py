@@ -1,0 +1,40 @@
+"""User-facing errors: each carries a one-line message and a distinct exit code.
+
+The CLI maps these to `error: <message>` and the code; anything else is a bug and
+shows a traceback only with --debug.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake in the user's input: bad file, bad option, bad data."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class CheckpointError(UserError):
+    exit_code = 3
+
+
+class DataError(UserError):
+    exit_code = 4
+
+
+class ExportMismatchError(UserError):
+    """The exported graph does not reproduce PyTorch within tolerance."""
+
+    exit_code = 5
+
+
+class OfflineError(UserError):
+    exit_code = 6
+
+
+class OutputError(UserError):
+    exit_code = 7
