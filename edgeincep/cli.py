@@ -126,6 +126,56 @@ def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None
               f"{counts['val']} validation images (test split) to {out_dir / 'val'}")
 
 
+@main.command("validate")
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("artifacts", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), required=True,
+              help="Labelled (class subfolders) or unlabelled image folder.")
+@click.option("--limit", type=int, default=None, help="Class-balanced, seeded subset of this many images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=0, help="Runtime threads (0: the runtime's default).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--skip-bad", is_flag=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_size, skip_bad, json_out) -> None:
+    """Accuracy of the FP32 REFERENCE ONNX and each ARTIFACT, and each artifact's drift from it."""
+    from .fsutil import write_text_atomic
+    from .pipeline.artifacts import artifact_for_file
+    from .pipeline.validate_stage import select_images, validate
+    from .report.summary import print_validation
+
+    if not reference.is_file():
+        raise UserError("reference ONNX not found", reference)
+    arts = [artifact_for_file(p) for p in artifacts]
+    record = validate(reference, arts, select_images(images_dir, limit, seed), threads=threads,
+                      batch_size=batch_size, skip_bad=skip_bad)
+    print_validation(record)
+    if json_out:
+        write_text_atomic(json_out, json.dumps(record, indent=2))
+
+
+@main.command("run")
+@click.option("--model", "model_name", required=True)
+@click.option("--weights", default="reference", show_default=True,
+              help="'reference' (the committed Fashion-MNIST model) or any --weights value of `export`.")
+@click.option("--target", default="all", show_default=True, help="A target name, or 'all' that run here.")
+@click.option("--val", "val_dir", type=click.Path(path_type=Path), required=True, help="Validation image folder.")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
+              help="Calibration image folder (default: the shipped calibration set).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--limit", type=int, default=None, help="Validate on a balanced subset of this many images.")
+@click.option("--threads", type=int, default=0)
+@click.option("--skip-bad", is_flag=True)
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe YAML (default: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml).")
+def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path) -> None:
+    """The whole pipeline: export, build every target, validate drift, gate, write reports."""
+    from .pipeline.run import run_pipeline
+
+    run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
+                 out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path)
+
+
 @main.command("train")
 @click.option("--model", "model_name", required=True)
 @click.option("--data", "data_src", default="fashion-mnist", show_default=True,

@@ -38,3 +38,9 @@ class OfflineError(UserError):
 
 class OutputError(UserError):
     exit_code = 7
+
+
+class GateError(UserError):
+    """The artifact moved further from FP32 than the recipe's drift budget allows."""
+
+    exit_code = 10

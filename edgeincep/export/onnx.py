@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from torch import nn
 from .. import __version__
 from ..errors import ExportMismatchError, UserError
 from ..fsutil import atomic_path
-from ..models.registry import ModelSpec, check_input_size
+from ..models.registry import ModelSpec, Preprocess, check_input_size
 from .fold import fold_batchnorm
 
 DEFAULT_OPSET = 17
@@ -50,9 +50,12 @@ def output_name(model: nn.Module) -> str:
     return "logits" if getattr(model, "num_classes", 1) > 0 else "embedding"
 
 
-def build_metadata(spec: ModelSpec, model: nn.Module, input_size: int, *, class_names: list[str] | None,
+def build_metadata(spec: ModelSpec, model: nn.Module, preprocess: Preprocess | int, *, class_names: list[str] | None,
                    checkpoint_sha256: str | None, width: float, extra: dict[str, str] | None = None) -> dict[str, str]:
-    pre = spec.preprocess.to_dict() | {"input_size": input_size}
+    """The facts every later stage reads back from the ONNX file (an int means the spec's preprocessing at that size)."""
+    if isinstance(preprocess, int):
+        preprocess = replace(spec.preprocess, input_size=preprocess)
+    pre = preprocess.to_dict()
     meta = {
         "edgeincep.version": __version__,
         "edgeincep.model": spec.name,
@@ -70,6 +73,21 @@ def build_metadata(spec: ModelSpec, model: nn.Module, input_size: int, *, class_
 def read_metadata(path: str | Path) -> dict[str, str]:
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
+
+
+def preprocess_from_metadata(meta: dict[str, str], path: str | Path = "") -> Preprocess:
+    try:
+        return Preprocess.from_dict(json.loads(meta["edgeincep.preprocess"]))
+    except (KeyError, ValueError, TypeError):
+        raise UserError("no edgeincep preprocessing in the ONNX metadata (export it with edgeincep)", path) from None
+
+
+def labels_from_metadata(meta: dict[str, str]) -> list[str]:
+    try:
+        names = json.loads(meta.get("edgeincep.labels", "[]"))
+    except ValueError:
+        return []
+    return names if isinstance(names, list) else []
 
 
 def _torch_export(model: nn.Module, example: torch.Tensor, path: Path, opset: int, out_name: str) -> None:

@@ -10,27 +10,28 @@ from ..export.onnx import ExportResult, build_metadata, export_onnx
 from ..fsutil import ensure_writable_dir, write_text_atomic
 from ..models.registry import check_input_size, get_spec
 from ..paths import default_calibration
-from .model_source import class_names_of, load_model
+from .model_source import class_names_of, load_model, preprocess_of
 
 
 def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int | None = None,
                width: float | None = None, num_classes: int | None = None, verify_images: Path | None = None,
                verify_count: int = 16, opset: int = 17, skip_bad: bool = False) -> ExportResult:
     spec = get_spec(model_name)
-    size = input_size or spec.preprocess.input_size
-    check_input_size(size)
+    if input_size is not None:
+        check_input_size(input_size)
     out_dir = ensure_writable_dir(out_dir)
     images = scan_folder(verify_images or default_calibration())
     with err.status(f"loading {model_name} ({weights})"):
         loaded = load_model(model_name, weights, num_classes=num_classes, width=width)
     for msg in loaded.notes:
         note(msg)
-    x, _ = load_array(balanced_subset(images, verify_count, seed=0), spec.preprocess, input_size=size,
-                      skip_bad=skip_bad)
+    pre = preprocess_of(loaded, input_size)
+    size = pre.input_size
+    x, _ = load_array(balanced_subset(images, verify_count, seed=0), pre, skip_bad=skip_bad)
     model = loaded.model
     eff_width = float(width if width is not None else (loaded.checkpoint.metadata.get("width", 1.0)
                                                        if loaded.checkpoint else 1.0))
-    meta = build_metadata(spec, model, size, class_names=class_names_of(loaded),
+    meta = build_metadata(spec, model, pre, class_names=class_names_of(loaded),
                           checkpoint_sha256=loaded.checkpoint.sha256 if loaded.checkpoint else None,
                           width=eff_width, extra={"edgeincep.weights": weights if loaded.checkpoint is None
                                                   else loaded.checkpoint.path.name})

@@ -3,12 +3,30 @@ from __future__ import annotations
 
 import json
 
-from ..models.registry import create_model
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..models.registry import Preprocess, create_model, get_spec
 from ..models.synthetic import apply_synthetic_weights
 from ..models.weights import LoadedModel, build_with_weights
 
 SYNTHETIC = "synthetic"
 RANDOM = "none"
+REFERENCE = "reference"
+REFERENCE_WIDTH_TAG = "w0125"
+
+
+def reference_checkpoint(name: str) -> Path:
+    """The committed Fashion-MNIST reference model for `name` (see reference_models/)."""
+    from ..paths import REFERENCE_MODELS_DIR
+
+    path = REFERENCE_MODELS_DIR / f"{name}.fmnist.{REFERENCE_WIDTH_TAG}.safetensors"
+    if not path.is_file():
+        known = sorted(p.name.split(".")[0] for p in REFERENCE_MODELS_DIR.glob("*.safetensors"))
+        raise CheckpointError(f"no reference model for {name} (reference models exist for: "
+                              f"{', '.join(known) or 'none'})", path)
+    return path
 
 
 def load_model(name: str, weights: str, *, num_classes: int | None = None, width: float | None = None) -> LoadedModel:
@@ -19,7 +37,20 @@ def load_model(name: str, weights: str, *, num_classes: int | None = None, width
     if weights == RANDOM:
         model = create_model(name, num_classes=num_classes, width=width or 1.0)
         return LoadedModel(model, None, ["random initial weights: outputs are meaningless"])
+    if weights == REFERENCE:
+        weights = str(reference_checkpoint(name))
     return build_with_weights(name, weights, num_classes=num_classes, width=width)
+
+
+def preprocess_of(loaded: LoadedModel, input_size: int | None = None) -> Preprocess:
+    """The checkpoint's own preprocessing if it records one, else the registry's; size overridable."""
+    pre = get_spec(loaded.model.spec.name).preprocess
+    if loaded.checkpoint is not None and "preprocess" in loaded.checkpoint.metadata:
+        try:
+            pre = Preprocess.from_dict(json.loads(loaded.checkpoint.metadata["preprocess"]))
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError("checkpoint metadata 'preprocess' is malformed", loaded.checkpoint.path) from None
+    return replace(pre, input_size=input_size) if input_size else pre
 
 
 def class_names_of(loaded: LoadedModel) -> list[str]:

@@ -1,0 +1,146 @@
+"""The default job: export the FP32 ONNX, build each target that runs here, validate, gate, report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..console import err, note
+from ..data.folders import ImageSet
+from ..errors import GateError, UserError
+from ..export.onnx import preprocess_from_metadata, read_metadata
+from ..fsutil import ensure_writable_dir, write_text_atomic
+from ..paths import default_calibration
+from ..quantize.calibration import CalibrationSet, load_calibration
+from ..recipes import Recipe, find_recipe, load_recipe_file
+from ..report.summary import print_validation
+from ..targets.base import Artifact, get_target, list_targets
+from ..validate import metrics as M
+from ..validate.drift import drift_record
+from ..validate.fallback import fallback_search
+from ..validate.gates import violations
+from ..validate.sensitivity import rank_nodes
+from .export_stage import run_export
+from .validate_stage import select_images, validate
+
+SCHEMA = "edgeincep.run/1"
+
+
+def select_targets(target: str) -> list:
+    names = list_targets() if target == "all" else [target]
+    chosen = []
+    for name in names:
+        t = get_target(name)
+        reason = t.unavailable_reason()
+        if reason:
+            if target != "all":
+                raise UserError(f"target {name} cannot run here: {reason}")
+            note(f"skipping target {name}: {reason}")
+            continue
+        if hasattr(t, "build"):
+            chosen.append(t)
+    return chosen
+
+
+def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, threads: int):
+    """Drift on the calibration images: fallback decisions never look at the validation set."""
+    ref = get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads).predict(calib.x)
+
+    def score(art: Artifact) -> dict:
+        out = get_target(art.target).load(art, threads).predict(calib.x)
+        return drift_record(ref, out, labels, calib.paths, [])
+
+    return score
+
+
+def _calib_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
+    from ..data.folders import scan_folder
+
+    images: ImageSet = scan_folder(calib_root)
+    if not images.labelled or not class_names:
+        return None
+    by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels)}
+    index = {n: i for i, n in enumerate(class_names)}
+    try:
+        return np.asarray([index[by_path[p]] for p in calib.paths])
+    except KeyError:
+        return None
+
+
+def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, recipe: Recipe, out_dir: Path,
+                        threads: int) -> tuple[Artifact, dict]:
+    art = t.build(fp32, calib, recipe, out_dir)
+    if not recipe.fallback.enabled or not hasattr(t, "build"):
+        return art, {}
+    score = _probe_scorer(fp32, calib, calib_labels, threads)
+    first = score(art)
+    if not violations(first, recipe.budget):
+        return art, {"needed": False, "probe": "calibration images", "steps": [{"float_nodes": 0,
+                     "top1_agreement": first["top1_agreement"], "top1_drop_points": first.get("top1_drop_points")}]}
+    qdq = art.path if art.fmt.startswith("onnx-qdq") else None
+    if qdq is None:
+        return art, {"needed": True, "note": f"no per-node sensitivity for {art.fmt}"}
+    with err.status("ranking layers by quantization sensitivity"):
+        ranked = [n for n, _ in rank_nodes(fp32, qdq, calib.x[:16])]
+    res = fallback_search(ranked, lambda nodes: t.build(fp32, calib, recipe, out_dir, float_nodes=nodes), score,
+                          recipe.budget, recipe.fallback.max_float_nodes, (art, first))
+    return res.artifact, {"needed": True, "passed_on_probe": res.passed, "float_nodes": res.float_nodes,
+                          "probe": "calibration images", "steps": res.steps}
+
+
+def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
+                 out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
+                 recipe_path: Path | None = None) -> dict:
+    out_dir = ensure_writable_dir(out_dir)
+    calib_root = calib_dir or default_calibration()
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    exported = run_export(model_name, weights=weights, out_dir=out_dir, verify_images=calib_root, skip_bad=skip_bad)
+    stages["export"] = time.perf_counter() - t0
+    fp32 = exported.path
+    meta = read_metadata(fp32)
+    pre = preprocess_from_metadata(meta, fp32)
+    class_names = json.loads(meta.get("edgeincep.labels", "[]"))
+    artifacts, recipes, fallbacks = [], {}, {}
+    calib_cache: dict[tuple, CalibrationSet] = {}
+    for t in select_targets(target):
+        recipe = load_recipe_file(recipe_path) if recipe_path else find_recipe(model_name, t.name)
+        recipes[t.name] = recipe.model_dump()
+        key = (recipe.calibration.count, recipe.calibration.seed)
+        if key not in calib_cache:
+            calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad)
+        calib = calib_cache[key]
+        ts = time.perf_counter()
+        with err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
+            art, fb = build_with_fallback(t, fp32, calib, _calib_labels(calib_root, calib, class_names), recipe,
+                                          out_dir, threads)
+        stages[f"build:{t.name}"] = time.perf_counter() - ts
+        artifacts.append(art)
+        fallbacks[art.name] = fb
+    ts = time.perf_counter()
+    first_recipe = next(iter(recipes.values()), Recipe().model_dump())
+    images = select_images(val_dir, limit or first_recipe["validation"]["limit"])
+    record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad,
+                      batch_size=first_recipe["validation"]["batch_size"])
+    stages["validate"] = time.perf_counter() - ts
+    failures = []
+    for entry in record["artifacts"]:
+        budget = Recipe.model_validate(recipes[entry["target"]]).budget
+        entry["gate"] = {"budget": budget.model_dump(), "violations": violations(entry["drift"], budget)}
+        entry["fallback"] = fallbacks.get(f"{entry['target']}:{entry['precision']}", {})
+        if entry["gate"]["violations"]:
+            failures.append(f"{entry['target']}:{entry['precision']}: {'; '.join(entry['gate']['violations'])}")
+    report = {"schema": SCHEMA, "model": model_name, "weights": weights, "export": exported.to_dict(),
+              "calibration": {"root": str(calib_root), **next(iter(calib_cache.values())).summary()}
+              if calib_cache else None,
+              "validation": record, "recipes": recipes,
+              "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+              "passed": not failures}
+    path = write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    print_validation(record)
+    err.print(f"report: {path}")
+    if failures:
+        raise GateError("drift budget exceeded: " + " | ".join(failures))
+    return report

@@ -1,0 +1,62 @@
+"""The validate stage: FP32 reference + artifacts over one image set -> accuracy and drift record."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.folders import ImageSet, balanced_subset, scan_folder
+from ..errors import DataError
+from ..export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
+from ..targets.base import Artifact, get_target
+from ..targets.onnxruntime import fp32_artifact
+from ..validate.drift import accuracy_record, drift_record
+from ..validate.runner import run_predictors
+
+
+def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
+    """Folder labels re-indexed to the model's class order (matched by name when the model has names)."""
+    if not images.labelled:
+        return None
+    if not model_names:
+        return np.asarray(images.labels)
+    index = {n: i for i, n in enumerate(model_names)}
+    missing = [n for n in images.class_names if n not in index]
+    if missing:
+        raise DataError(f"class folders unknown to the model: {', '.join(missing[:5])} "
+                        f"(model classes: {', '.join(model_names[:10])})", images.root)
+    return np.asarray([index[images.class_names[lab]] for lab in images.labels])
+
+
+def select_images(images_dir: Path, limit: int | None, seed: int = 0) -> ImageSet:
+    images = scan_folder(images_dir)
+    return balanced_subset(images, limit, seed) if limit else images
+
+
+def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, *, threads: int = 0,
+             batch_size: int = 64, skip_bad: bool = False) -> dict:
+    meta = read_metadata(reference_onnx)
+    pre = preprocess_from_metadata(meta, reference_onnx)
+    names = labels_from_metadata(meta) or images.class_names
+    ref_art = fp32_artifact(reference_onnx)
+    everything = [ref_art, *artifacts]
+    predictors = [get_target(a.target).load(a, threads) for a in everything]
+    logits, _, kept = run_predictors(predictors, images, pre, batch_size=batch_size, skip_bad=skip_bad)
+    labels = model_labels(images.subset(kept), labels_from_metadata(meta))
+    paths = [str(images.paths[i]) for i in kept]
+    ref = logits[predictors[0].name]
+    record = {
+        "images": {"root": str(images.root), "count": len(kept), "labelled": labels is not None,
+                   "skipped": len(images.skipped), "skipped_files": images.skipped[:20]},
+        "class_names": names,
+        "preprocess": pre.to_dict(),
+        "reference": {**ref_art.to_dict(), "executed_precision": predictors[0].executed_precision,
+                      **accuracy_record(ref, labels, names)},
+        "artifacts": [],
+    }
+    for art, pred in zip(artifacts, predictors[1:]):
+        out = logits[pred.name]
+        record["artifacts"].append({**art.to_dict(), "executed_precision": pred.executed_precision,
+                                    **accuracy_record(out, labels, names),
+                                    "drift": drift_record(ref, out, labels, paths, names)})
+    return record

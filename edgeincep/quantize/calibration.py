@@ -1,0 +1,47 @@
+"""The calibration set every quantizer shares: a seeded, class-balanced, preprocessed array.
+
+ONNX Runtime's data reader, NNCF's dataset, TFLite's representative dataset and ModelOpt's
+calibration array are all thin views over this one array, so every backend calibrates on the
+very same images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..console import err
+from ..data.folders import balanced_subset, load_array, scan_folder
+from ..errors import DataError
+from ..models.registry import Preprocess
+
+
+@dataclass
+class CalibrationSet:
+    x: np.ndarray                 # N x 3 x H x W float32, preprocessed
+    paths: list[str]
+    requested: int
+    skipped: int
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def batches(self, batch_size: int):
+        for i in range(0, len(self.x), batch_size):
+            yield self.x[i:i + batch_size]
+
+    def summary(self) -> dict:
+        return {"count": len(self.x), "requested": self.requested, "skipped": self.skipped,
+                "shape": list(self.x.shape[1:])}
+
+
+def load_calibration(root: Path, pre: Preprocess, *, count: int, seed: int = 0, skip_bad: bool = False,
+                     min_count: int = 1) -> CalibrationSet:
+    images = scan_folder(root)
+    if len(images) < min_count:
+        raise DataError(f"calibration set has {len(images)} images, fewer than the {min_count} required", root)
+    chosen = balanced_subset(images, count, seed)
+    with err.status(f"preprocessing {len(chosen)} calibration images"):
+        x, _ = load_array(chosen, pre, skip_bad=skip_bad)
+    return CalibrationSet(x, [str(p) for p in chosen.paths], count, len(chosen.skipped))

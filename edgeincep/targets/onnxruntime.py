@@ -1,0 +1,55 @@
+"""ONNX Runtime on CPU: FP32 reference runner and INT8 QDQ artifacts (x86 and ARM)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..export.onnx import read_metadata
+from ..quantize.calibration import CalibrationSet
+from ..quantize.onnxruntime import OrtQuantConfig, quantize_onnx
+from ..recipes import Recipe
+from .base import Artifact, Target, register_target
+
+
+class OrtPredictor:
+    def __init__(self, path: Path, threads: int = 0, name: str | None = None, precision: str = "fp32"):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.name = name or Path(path).name
+        self.executed_precision = precision
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+@register_target
+class OnnxRuntimeTarget(Target):
+    name = "onnxruntime"
+    description = "ONNX Runtime, CPU execution provider: INT8 QDQ (U8S8 fuses to QLinearConv on x86)"
+
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
+              float_nodes: list[str] | None = None) -> Artifact:
+        cfg = OrtQuantConfig(method=recipe.calibration.method, fmt=recipe.onnxruntime.format,
+                             per_channel=recipe.onnxruntime.per_channel, percentile=recipe.calibration.percentile,
+                             num_bins=recipe.calibration.num_bins, chunk=recipe.calibration.chunk,
+                             exclude_nodes=list(float_nodes or []))
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.onnxruntime.int8.onnx"
+        info = quantize_onnx(fp32, out, calib, cfg, metadata=read_metadata(fp32))
+        art = Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
+        art.save_sidecar()
+        return art
+
+    def load(self, artifact: Artifact, threads: int = 0) -> OrtPredictor:
+        return OrtPredictor(artifact.path, threads, artifact.name, artifact.precision)
+
+
+def fp32_artifact(onnx_path: Path) -> Artifact:
+    return Artifact(Path(onnx_path), "onnxruntime", "fp32", "onnx")

@@ -1,0 +1,51 @@
+"""Accuracy-aware fallback, written once for every backend.
+
+Given a way to rebuild an artifact with some nodes kept in float and a way to score drift,
+keep the most sensitive nodes in float, a few at a time, until the budget holds or the limit
+is reached. Backends supply only `rebuild(excluded) -> artifact` and `score(artifact) -> drift`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..console import note
+from ..recipes import Budget
+from .gates import passes
+
+
+@dataclass
+class FallbackResult:
+    artifact: Any
+    drift: dict
+    float_nodes: list[str]
+    passed: bool
+    steps: list[dict] = field(default_factory=list)
+
+
+def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], score: Callable[[Any], dict],
+                    budget: Budget, max_float_nodes: int, first: tuple[Any, dict]) -> FallbackResult:
+    """Grow the float set 1, 2, 4, ... nodes along `ranked` (most damaged first)."""
+    artifact, drift = first
+    steps = [{"float_nodes": 0, **_brief(drift)}]
+    if passes(drift, budget):
+        return FallbackResult(artifact, drift, [], True, steps)
+    n = 1
+    excluded: list[str] = []
+    while n <= min(max_float_nodes, len(ranked)):
+        excluded = ranked[:n]
+        note(f"fallback: keeping {n} most sensitive node(s) in float")
+        artifact = rebuild(excluded)
+        drift = score(artifact)
+        steps.append({"float_nodes": n, "nodes": list(excluded), **_brief(drift)})
+        if passes(drift, budget):
+            return FallbackResult(artifact, drift, excluded, True, steps)
+        if n == min(max_float_nodes, len(ranked)):
+            break
+        n = min(2 * n, max_float_nodes, len(ranked))
+    return FallbackResult(artifact, drift, excluded, False, steps)
+
+
+def _brief(drift: dict) -> dict:
+    return {k: drift.get(k) for k in ("top1_drop_points", "top1_agreement", "logit_cosine", "sqnr_db")}
