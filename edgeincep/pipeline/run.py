@@ -15,6 +15,7 @@ from ..fsutil import ensure_writable_dir, write_text_atomic
 from ..paths import default_calibration
 from ..quantize.calibration import CalibrationSet, load_calibration
 from ..recipes import Recipe, find_recipe, load_recipe_file
+from ..report.html import write_html
 from ..report.summary import print_validation
 from ..targets.base import Artifact, get_target, list_targets
 from ..validate import metrics as M
@@ -139,8 +140,9 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
               "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
               "passed": not failures}
     path = write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    page = write_html(report, out_dir / "report.html")
     print_validation(record)
-    err.print(f"report: {path}")
+    err.print(f"reports: {path} and {page}")
     if failures:
         raise GateError("drift budget exceeded: " + " | ".join(failures))
     return report

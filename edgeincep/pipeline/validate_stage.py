@@ -10,7 +10,7 @@ from ..errors import DataError
 from ..export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
 from ..targets.base import Artifact, get_target
 from ..targets.onnxruntime import fp32_artifact
-from ..validate.drift import accuracy_record, drift_record
+from ..validate.drift import accuracy_record, confidence_histogram, drift_record
 from ..validate.runner import run_predictors
 
 
@@ -51,12 +51,13 @@ def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, 
         "class_names": names,
         "preprocess": pre.to_dict(),
         "reference": {**ref_art.to_dict(), "executed_precision": predictors[0].executed_precision,
-                      **accuracy_record(ref, labels, names)},
+                      **accuracy_record(ref, labels, names), "confidence_hist": confidence_histogram(ref)},
         "artifacts": [],
     }
     for art, pred in zip(artifacts, predictors[1:]):
         out = logits[pred.name]
         record["artifacts"].append({**art.to_dict(), "executed_precision": pred.executed_precision,
                                     **accuracy_record(out, labels, names),
+                                    "confidence_hist": confidence_histogram(out),
                                     "drift": drift_record(ref, out, labels, paths, names)})
     return record

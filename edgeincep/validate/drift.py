@@ -36,3 +36,9 @@ def drift_record(ref: np.ndarray, other: np.ndarray, labels: np.ndarray | None, 
         rec["per_class_change_points"] = [None if x is None or y is None else 100 * (y - x)
                                           for x, y in zip(a["per_class"], b["per_class"])]
     return rec
+
+
+def confidence_histogram(logits: np.ndarray, bins: int = 20) -> list[int]:
+    """Counts of top-1 softmax confidence in `bins` equal bins over [0, 1]."""
+    counts, _ = np.histogram(M.softmax_confidence(logits), bins=bins, range=(0.0, 1.0))
+    return counts.tolist()

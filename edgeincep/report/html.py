@@ -1,0 +1,96 @@
+"""The self-contained HTML report of a pipeline run (inline CSS and PNG plots, no network)."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from ..fsutil import write_text_atomic
+from . import plots
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2rem} .sub{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:1rem 0;font-size:.92rem} th,td{padding:.35rem .7rem;border-bottom:1px solid #ddd}
+th{background:#f4f4f4;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.pass{color:#1a7f37;font-weight:600} .fail{color:#c62828;font-weight:600}
+.badge{display:inline-block;padding:.2rem .6rem;border-radius:1rem;font-weight:600}
+.badge.pass{background:#e6f4ea} .badge.fail{background:#fdecea}
+img{max-width:100%;margin:.5rem 0} code{background:#f4f4f4;padding:0 .3rem;border-radius:3px}
+details{margin:.5rem 0}
+"""
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{100 * v:.2f}%"
+
+
+def _e(s) -> str:
+    return html.escape(str(s))
+
+
+def render(report: dict) -> str:
+    val = report["validation"]
+    ref = val["reference"]
+    arts = val["artifacts"]
+    names = val["class_names"]
+    passed = report.get("passed", True)
+    rows = [f"<tr><td>{_e(ref['target'])}:fp32 (reference)</td><td>{_e(ref['executed_precision'])}</td>"
+            f"<td class=n>{_pct(ref.get('top1'))}</td><td class=n>{_pct(ref.get('top5'))}</td>"
+            f"<td class=n></td><td class=n></td><td class=n></td><td class=n></td>"
+            f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td></td></tr>"]
+    for a in arts:
+        d = a["drift"]
+        gate = a.get("gate", {})
+        ok = not gate.get("violations")
+        drop = d.get("top1_drop_points")
+        rows.append(
+            f"<tr><td>{_e(a['target'])}:{_e(a['precision'])} <small>({_e(a['fmt'])})</small></td>"
+            f"<td>{_e(a['executed_precision'])}</td><td class=n>{_pct(a.get('top1'))}</td>"
+            f"<td class=n>{_pct(a.get('top5'))}</td>"
+            f"<td class=n>{'—' if drop is None else f'{-drop + 0.0:+.2f}'}</td>"
+            f"<td class=n>{_pct(d['top1_agreement'])}</td><td class=n>{d['logit_cosine']:.4f}</td>"
+            f"<td class=n>{d['sqnr_db']:.1f}</td><td class=n>{(a['size_bytes'] or 0) / 1e6:.2f}</td>"
+            f"<td class={'pass' if ok else 'fail'}>{'pass' if ok else _e('; '.join(gate['violations']))}</td></tr>")
+    figs = []
+    if arts and "per_class_change_points" in arts[0]["drift"]:
+        figs.append(plots.per_class_change(names, {f"{a['target']}:{a['precision']}": a["drift"]["per_class_change_points"]
+                                                   for a in arts}))
+    figs.append(plots.confidence_histograms({"fp32": ref["confidence_hist"],
+                                             **{f"{a['target']}:{a['precision']}": a["confidence_hist"] for a in arts}}))
+    figs.append(plots.size_bars({"fp32": (ref["size_bytes"] or 0) / 1e6,
+                                 **{f"{a['target']}:{a['precision']}": (a["size_bytes"] or 0) / 1e6 for a in arts}}))
+    fallback = []
+    for a in arts:
+        fb = a.get("fallback") or {}
+        if fb.get("needed"):
+            nodes = ", ".join(f"<code>{_e(n)}</code>" for n in fb.get("float_nodes", [])) or "none"
+            fallback.append(f"<p><b>{_e(a['target'])}</b>: kept in float: {nodes} "
+                            f"(budget {'met' if fb.get('passed_on_probe') else 'not met'} on the {_e(fb.get('probe'))})</p>")
+    flips = []
+    for a in arts:
+        items = "".join(f"<li><code>{_e(f['image'])}</code>: {_e(f['fp32'])} → {_e(f['other'])}"
+                        f"{' (label ' + _e(f['label']) + ')' if 'label' in f else ''}</li>" for f in a["drift"]["flipped"])
+        flips.append(f"<details><summary>{_e(a['target'])}:{_e(a['precision'])}: {a['drift']['n_flipped']} "
+                     f"flipped predictions</summary><ul>{items}</ul></details>")
+    imgs = val["images"]
+    cal = report.get("calibration") or {}
+    stages = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:.1f}</td></tr>" for k, v in report["stage_seconds"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeincep: {_e(report['model'])}</title>
+<style>{CSS}</style></head><body>
+<h1>{_e(report['model'])} <span class="badge {'pass' if passed else 'fail'}">{'PASS' if passed else 'FAIL'}</span></h1>
+<p class=sub>weights <code>{_e(report['weights'])}</code> · validated on {imgs['count']} images from <code>{_e(imgs['root'])}</code>
+{f"({imgs['skipped']} unreadable skipped)" if imgs['skipped'] else ''} · calibrated on {cal.get('count', '—')} images from
+<code>{_e(cal.get('root', '—'))}</code> · input {val['preprocess']['input_size']} px</p>
+<h2>Accuracy and drift</h2>
+<table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
+<th>logit cos</th><th>SQNR dB</th><th>MB</th><th>gate</th></tr>{''.join(rows)}</table>
+{''.join(f'<img src="{f}">' for f in figs)}
+<h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
+<h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
+<h2>Stage times (s)</h2><table>{stages}</table>
+<p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
+</body></html>"""
+
+
+def write_html(report: dict, path: Path) -> Path:
+    return write_text_atomic(path, render(report))

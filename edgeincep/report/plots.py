@@ -1,0 +1,62 @@
+"""Report figures as inline PNG (base64), so the HTML report is one self-contained file."""
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def per_class_change(class_names: list[str], changes: dict[str, list[float | None]]) -> str:
+    """Grouped bars: each artifact's per-class top-1 change vs FP32, in points."""
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    n = max(1, len(changes))
+    width = 0.8 / n
+    for i, (name, vals) in enumerate(changes.items()):
+        xs = [j + i * width - 0.4 + width / 2 for j in range(len(vals))]
+        ax.bar(xs, [v or 0.0 for v in vals], width=width, label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(class_names)))
+    ax.set_xticklabels(class_names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("top-1 change (points)")
+    ax.set_title("Per-class accuracy change vs FP32")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def confidence_histograms(hists: dict[str, list[int]]) -> str:
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    for name, counts in hists.items():
+        bins = len(counts)
+        centers = [(i + 0.5) / bins for i in range(bins)]
+        ax.step(centers, counts, where="mid", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("top-1 softmax confidence")
+    ax.set_ylabel("images")
+    ax.set_title("Confidence distribution")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def size_bars(sizes: dict[str, float]) -> str:
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(sizes)))
+    names = list(sizes)
+    ax.barh(names, [sizes[n] for n in names], color="#4c72b0")
+    for i, n in enumerate(names):
+        ax.text(sizes[n], i, f" {sizes[n]:.2f} MB", va="center", fontsize=8)
+    ax.set_xlabel("file size (MB)")
+    ax.invert_yaxis()
+    ax.set_title("Artifact size")
+    return _png(fig)
