@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .console import err, note, out
+from .console import err, out
 from .errors import UserError
 
 
@@ -193,10 +193,10 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
               help="Also write a model card (Markdown) here.")
 def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, card) -> None:
     """Train a (narrow) network from scratch on Fashion-MNIST or your own image folders."""
+    from .model_card import write_card
     from .models import get_spec
     from .train import TrainConfig, train
     from .training_data import load_training_data
-    from .model_card import write_card
 
     get_spec(model_name)
     cfg = TrainConfig(model=model_name, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size,

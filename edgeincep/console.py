@@ -4,7 +4,14 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 # Non-terminal output (logs, CI) gets a wide fixed width so tables are not folded to 80 columns.
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

@@ -43,3 +43,16 @@ class Cli:
 @pytest.fixture()
 def cli() -> Cli:
     return Cli()
+
+
+@pytest.fixture(scope="session")
+def fmnist_val(tmp_path_factory) -> Path:
+    """A balanced 500-image slice of the Fashion-MNIST test split, as class folders."""
+    from edgeincep.data import fashion_mnist as fm
+
+    if not (fm.DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    x, y = fm.load_split("test")
+    out = tmp_path_factory.mktemp("fmnist") / "val"
+    fm.write_folder(x, y, fm.balanced_indices(y, 50, seed=0), out, "test")
+    return out

@@ -174,3 +174,14 @@ def load_array(images: ImageSet, cfg: Preprocess, *, input_size: int | None = No
     if not xs:
         raise DataError("no readable images left after skipping bad files", images.root)
     return np.concatenate(xs), (np.concatenate(ys) if ys else None)
+
+
+def content_overlap(a: list[Path] | list[str], b: list[Path] | list[str]) -> list[tuple[str, str]]:
+    """Pairs of files with identical bytes across two lists (calibration must not leak into validation)."""
+    import hashlib
+
+    def digest(p) -> str:
+        return hashlib.sha1(Path(p).read_bytes()).hexdigest()
+
+    seen = {digest(p): str(p) for p in a}
+    return [(seen[d], str(p)) for p in b if (d := digest(p)) in seen]

@@ -37,12 +37,13 @@ class ExportResult:
     top1_agreement: float
     n_images: int
     metadata: dict[str, str] = field(default_factory=dict)
+    cached: bool = False
 
     def to_dict(self) -> dict:
         return {
             "path": str(self.path), "size_bytes": self.size_bytes, "seconds": round(self.seconds, 3),
             "max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
-            "top1_agreement": self.top1_agreement, "n_images": self.n_images,
+            "top1_agreement": self.top1_agreement, "n_images": self.n_images, "cached": self.cached,
         }
 
 

@@ -1,6 +1,7 @@
 """The export stage: model + weights + verification images -> verified FP32 ONNX and a summary."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from ..export.onnx import ExportResult, build_metadata, export_onnx
 from ..fsutil import ensure_writable_dir, write_text_atomic
 from ..models.registry import check_input_size, get_spec
 from ..paths import default_calibration
+from .cache import library_versions, lookup, stage_key
 from .model_source import class_names_of, load_model, preprocess_of
 
 
@@ -36,9 +38,17 @@ def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int 
                           width=eff_width, extra={"edgeincep.weights": weights if loaded.checkpoint is None
                                                   else loaded.checkpoint.path.name})
     path = out_dir / f"{model_name}.{size}px.fp32.onnx"
+    record_path = out_dir / f"{path.stem}.export.json"
+    key = stage_key(stage="export", model=model_name, weights=weights, meta=meta, opset=opset,
+                    num_classes=getattr(model, "num_classes", None), verify=hashlib.sha256(x.tobytes()).hexdigest(),
+                    libs=library_versions())
+    hit = lookup(record_path, key, [path])
+    if hit:
+        note(f"export: {path.name} is up to date (same checkpoint, settings and libraries)")
+        return ExportResult(path, path.stat().st_size, 0.0, hit["max_abs_diff"], hit["tolerance"],
+                            hit["top1_agreement"], hit["n_images"], meta, cached=True)
     with err.status(f"exporting {model_name} at {size} px to ONNX and checking it against PyTorch"):
         result = export_onnx(model, path, input_size=size, verify_images=x, metadata=meta, opset=opset)
-    write_text_atomic(out_dir / f"{path.stem}.export.json",
-                      json.dumps({"model": model_name, "weights": weights, **result.to_dict(), "metadata": meta},
-                                 indent=2))
+    write_text_atomic(record_path, json.dumps({"model": model_name, "weights": weights, "cache_key": key,
+                                               **result.to_dict(), "metadata": meta}, indent=2))
     return result

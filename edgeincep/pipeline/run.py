@@ -6,19 +6,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.markdown import Markdown
 
-from ..console import err, note
-from ..data.folders import ImageSet
-from ..errors import GateError, UserError
+from ..console import err, note, out
+from ..data.folders import ImageSet, content_overlap
+from ..errors import DataError, GateError, UserError
 from ..export.onnx import preprocess_from_metadata, read_metadata
 from ..fsutil import ensure_writable_dir, write_text_atomic
 from ..paths import default_calibration
 from ..quantize.calibration import CalibrationSet, load_calibration
 from ..recipes import Recipe, find_recipe, load_recipe_file
 from ..report.html import write_html
-from ..report.summary import print_validation
+from ..report.summary import markdown
 from ..targets.base import Artifact, get_target, list_targets
-from ..validate import metrics as M
 from ..validate.drift import drift_record
 from ..validate.fallback import fallback_search
 from ..validate.gates import violations
@@ -91,6 +91,13 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
                           "probe": "calibration images", "steps": res.steps}
 
 
+def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:
+    leaked = content_overlap(calib_paths, images.paths)
+    if leaked:
+        raise DataError(f"{len(leaked)} validation image(s) are also calibration images (e.g. {leaked[0][1]} = "
+                        f"{leaked[0][0]}); accuracy would be measured on calibration data", val_dir)
+
+
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
                  recipe_path: Path | None = None) -> dict:
@@ -106,12 +113,17 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
     class_names = json.loads(meta.get("edgeincep.labels", "[]"))
     artifacts, recipes, fallbacks = [], {}, {}
     calib_cache: dict[tuple, CalibrationSet] = {}
-    for t in select_targets(target):
+    targets = select_targets(target)
+    val_recipe = (load_recipe_file(recipe_path) if recipe_path
+                  else find_recipe(model_name, targets[0].name) if targets else Recipe()).validation
+    images = select_images(val_dir, limit or val_recipe.limit)
+    for t in targets:
         recipe = load_recipe_file(recipe_path) if recipe_path else find_recipe(model_name, t.name)
         recipes[t.name] = recipe.model_dump()
         key = (recipe.calibration.count, recipe.calibration.seed)
         if key not in calib_cache:
             calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad)
+            _refuse_overlap(calib_cache[key].paths, images, val_dir)
         calib = calib_cache[key]
         ts = time.perf_counter()
         with err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
@@ -121,10 +133,7 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
         artifacts.append(art)
         fallbacks[art.name] = fb
     ts = time.perf_counter()
-    first_recipe = next(iter(recipes.values()), Recipe().model_dump())
-    images = select_images(val_dir, limit or first_recipe["validation"]["limit"])
-    record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad,
-                      batch_size=first_recipe["validation"]["batch_size"])
+    record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad, batch_size=val_recipe.batch_size)
     stages["validate"] = time.perf_counter() - ts
     failures = []
     for entry in record["artifacts"]:
@@ -137,12 +146,14 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
               "calibration": {"root": str(calib_root), **next(iter(calib_cache.values())).summary()}
               if calib_cache else None,
               "validation": record, "recipes": recipes,
+              "calibration_validation_overlap": 0,
               "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
               "passed": not failures}
     path = write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     page = write_html(report, out_dir / "report.html")
-    print_validation(record)
-    err.print(f"reports: {path} and {page}")
+    summary = write_text_atomic(out_dir / "report.md", markdown(report))
+    out.print(Markdown(summary.read_text()))
+    err.print(f"reports: {path}, {page}, {summary}")
     if failures:
         raise GateError("drift budget exceeded: " + " | ".join(failures))
     return report

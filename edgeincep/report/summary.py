@@ -26,3 +26,22 @@ def print_validation(record: dict) -> None:
                   _pct(d["top1_agreement"]), f"{d['logit_cosine']:.4f}", f"{d['sqnr_db']:.1f}",
                   f"{(a['size_bytes'] or 0) / 1e6:.1f}")
     out.print(t)
+
+
+def markdown(report: dict) -> str:
+    """A short Markdown summary of a run, for CI logs and pull requests."""
+    val = report["validation"]
+    ref = val["reference"]
+    lines = [f"## edgeincep: {report['model']} — {'PASS' if report.get('passed', True) else 'FAIL'}", "",
+             f"Validated on {val['images']['count']} images ({val['images']['root']}); calibrated on "
+             f"{(report.get('calibration') or {}).get('count', '—')} images; input {val['preprocess']['input_size']} px.",
+             "", "| artifact | top-1 | Δ top-1 (pt) | agreement | SQNR dB | MB | gate |", "|---|---|---|---|---|---|---|",
+             f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | |"]
+    for a in val["artifacts"]:
+        d = a["drift"]
+        drop = d.get("top1_drop_points")
+        gate = a.get("gate", {}).get("violations")
+        lines.append(f"| {a['target']}:{a['precision']} | {_pct(a.get('top1'))} | "
+                     f"{'—' if drop is None else f'{-drop + 0.0:+.2f}'} | {_pct(d['top1_agreement'])} | "
+                     f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {'; '.join(gate) if gate else 'pass'} |")
+    return "\n".join(lines) + "\n"

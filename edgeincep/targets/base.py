@@ -38,10 +38,10 @@ class Artifact:
     def sidecar(self) -> Path:
         return self.path.with_name(self.path.name + ".json")
 
-    def save_sidecar(self) -> None:
+    def save_sidecar(self, cache_key: str | None = None) -> None:
         from ..fsutil import write_text_atomic
 
-        write_text_atomic(self.sidecar(), json.dumps(self.to_dict(), indent=2))
+        write_text_atomic(self.sidecar(), json.dumps(self.to_dict() | {"cache_key": cache_key}, indent=2))
 
     @classmethod
     def from_sidecar(cls, path: Path) -> "Artifact":

@@ -1,11 +1,14 @@
 """ONNX Runtime on CPU: FP32 reference runner and INT8 QDQ artifacts (x86 and ARM)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..export.onnx import read_metadata
+from ..models.weights import sha256_file
+from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
 from ..quantize.calibration import CalibrationSet
 from ..quantize.onnxruntime import OrtQuantConfig, quantize_onnx
 from ..recipes import Recipe
@@ -42,9 +45,14 @@ class OnnxRuntimeTarget(Target):
                              exclude_nodes=list(float_nodes or []))
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
         out = Path(out_dir) / f"{stem}.onnxruntime.int8.onnx"
+        key = stage_key(stage="ort-int8", fp32=sha256_file(Path(fp32)), cfg=asdict(cfg),
+                        calib=files_digest(calib.paths), libs=library_versions())
+        hit = lookup(out.with_name(out.name + ".json"), key, [out])
+        if hit:
+            return Artifact(out, self.name, "int8", hit["fmt"], meta=hit["meta"] | {"cached": True})
         info = quantize_onnx(fp32, out, calib, cfg, metadata=read_metadata(fp32))
-        art = Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
-        art.save_sidecar()
+        art = Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info | {"cache_key": key})
+        art.save_sidecar(cache_key=key)
         return art
 
     def load(self, artifact: Artifact, threads: int = 0) -> OrtPredictor:

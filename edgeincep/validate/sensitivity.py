@@ -38,7 +38,9 @@ def _weighted_consumers(graph) -> dict[str, list[str]]:
 def rank_nodes(fp32_onnx: Path, qdq_onnx: Path, x: np.ndarray) -> list[tuple[str, float]]:
     """[(Conv/Gemm node name, SQNR dB of its quantized input)] from most to least damaged."""
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, compute_signal_to_quantization_noice_ratio, create_activation_matching,
+        collect_activations,
+        compute_signal_to_quantization_noice_ratio,
+        create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
 

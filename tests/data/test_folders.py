@@ -6,7 +6,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edgeincep.data.folders import balanced_subset, iter_batches, load_array, scan_folder
+from edgeincep.data.folders import (
+    balanced_subset,
+    iter_batches,
+    load_array,
+    scan_folder,
+)
 from edgeincep.errors import DataError
 from edgeincep.models.registry import Preprocess
 

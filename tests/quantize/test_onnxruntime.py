@@ -13,7 +13,12 @@ from edgeincep.models import create_model
 from edgeincep.models.synthetic import apply_synthetic_weights
 from edgeincep.paths import DEFAULT_CALIBRATION
 from edgeincep.quantize.calibration import load_calibration
-from edgeincep.quantize.onnxruntime import OrtQuantConfig, compute_ranges, preprocess_for_quantization, quantize_onnx
+from edgeincep.quantize.onnxruntime import (
+    OrtQuantConfig,
+    compute_ranges,
+    preprocess_for_quantization,
+    quantize_onnx,
+)
 
 
 @pytest.fixture(scope="module")

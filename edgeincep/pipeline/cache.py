@@ -1,0 +1,49 @@
+"""Stage caching: a stage's outputs are reused when the hash of everything it read is unchanged.
+
+The key covers inputs (checkpoint bytes, recipe, calibration files) and the library versions
+that shape the output, so upgrading onnxruntime or changing one calibration image reruns
+exactly the stages that depend on it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+from .. import __version__
+
+_LIBS = ("torch", "onnx", "onnxruntime", "numpy", "pillow")
+
+
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    out = {"edgeincep": __version__}
+    for lib in _LIBS + extra:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "absent"
+    return out
+
+
+def files_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(str(Path(p).name).encode())
+        h.update(hashlib.sha256(Path(p).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def stage_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def lookup(record_path: Path, key: str, outputs: list[Path]) -> dict | None:
+    """The stage's saved record if its key matches and every output still exists."""
+    try:
+        record = json.loads(Path(record_path).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("cache_key") != key or not all(Path(p).is_file() for p in outputs):
+        return None
+    return record

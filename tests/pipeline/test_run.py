@@ -1,0 +1,41 @@
+"""The default job end to end on a reference model: artifacts, reports, gates."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeincep.errors import DataError, GateError
+from edgeincep.pipeline.run import run_pipeline
+
+
+def test_default_job_builds_validates_and_reports(tmp_path, fmnist_val):
+    report = run_pipeline("inception_resnet_v2", weights="reference", target="all", val_dir=fmnist_val,
+                          calib_dir=None, out_dir=tmp_path / "out", limit=200)
+    assert report["passed"]
+    art = report["validation"]["artifacts"][0]
+    assert art["target"] == "onnxruntime" and art["precision"] == "int8" and art["fmt"] == "onnx-qdq-u8s8"
+    assert art["drift"]["top1_agreement"] >= 0.97
+    assert report["calibration"]["count"] == 300 and report["validation"]["images"]["count"] == 200
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["schema"] == "edgeincep.run/1"
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "inception_resnet_v2" in page and "data:image/png;base64," in page
+
+
+def test_gate_failure_is_a_distinct_exit_with_the_report_kept(tmp_path, fmnist_val):
+    recipe = tmp_path / "harsh.yaml"
+    recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
+                      "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
+    with pytest.raises(GateError, match="drift budget exceeded: onnxruntime:int8") as e:
+        run_pipeline("inception_resnet_v1", weights="reference", target="onnxruntime", val_dir=fmnist_val,
+                     calib_dir=None, out_dir=tmp_path / "out", limit=100, recipe_path=recipe)
+    assert e.value.exit_code == 10
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not report["passed"] and report["validation"]["artifacts"][0]["gate"]["violations"]
+
+
+def test_calibration_images_inside_the_validation_set_are_refused(tmp_path, labelled_dir):
+    with pytest.raises(DataError, match="also calibration images"):
+        run_pipeline("inception_resnet_v2", weights="synthetic", target="onnxruntime", val_dir=labelled_dir,
+                     calib_dir=labelled_dir, out_dir=tmp_path / "out")
