@@ -91,6 +91,17 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
                           "probe": "calibration images", "steps": res.steps}
 
 
+def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
+    """Batch-1 latency of FP32 and each artifact, interleaved (a quick look; `edgeincep bench` goes deeper)."""
+    from ..bench import interleaved_latency
+
+    everything = [Artifact(fp32, "onnxruntime", "fp32", "onnx"), *artifacts]
+    predictors = [get_target(a.target).load(a, threads) for a in everything]
+    x = np.zeros((1, 3, pre.input_size, pre.input_size), np.float32)
+    with err.status("measuring batch-1 latency (interleaved)"):
+        return interleaved_latency(predictors, x, runs=20, warmup=3)
+
+
 def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:
     leaked = content_overlap(calib_paths, images.paths)
     if leaked:
@@ -135,6 +146,11 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
     ts = time.perf_counter()
     record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad, batch_size=val_recipe.batch_size)
     stages["validate"] = time.perf_counter() - ts
+    ts = time.perf_counter()
+    latency = _latency(fp32, artifacts, pre, threads)
+    for entry in [record["reference"], *record["artifacts"]]:
+        entry["latency"] = latency.get(f"{entry['target']}:{entry['precision']}")
+    stages["latency"] = time.perf_counter() - ts
     failures = []
     for entry in record["artifacts"]:
         budget = Recipe.model_validate(recipes[entry["target"]]).budget

@@ -24,6 +24,11 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.2f}%"
 
 
+def _ms(entry: dict) -> str:
+    lat = entry.get("latency")
+    return "—" if not lat else f"{lat['p50_ms']:.2f}"
+
+
 def _e(s) -> str:
     return html.escape(str(s))
 
@@ -37,7 +42,7 @@ def render(report: dict) -> str:
     rows = [f"<tr><td>{_e(ref['target'])}:fp32 (reference)</td><td>{_e(ref['executed_precision'])}</td>"
             f"<td class=n>{_pct(ref.get('top1'))}</td><td class=n>{_pct(ref.get('top5'))}</td>"
             f"<td class=n></td><td class=n></td><td class=n></td><td class=n></td>"
-            f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td></td></tr>"]
+            f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td class=n>{_ms(ref)}</td><td></td></tr>"]
     for a in arts:
         d = a["drift"]
         gate = a.get("gate", {})
@@ -50,6 +55,7 @@ def render(report: dict) -> str:
             f"<td class=n>{'—' if drop is None else f'{-drop + 0.0:+.2f}'}</td>"
             f"<td class=n>{_pct(d['top1_agreement'])}</td><td class=n>{d['logit_cosine']:.4f}</td>"
             f"<td class=n>{d['sqnr_db']:.1f}</td><td class=n>{(a['size_bytes'] or 0) / 1e6:.2f}</td>"
+            f"<td class=n>{_ms(a)}</td>"
             f"<td class={'pass' if ok else 'fail'}>{'pass' if ok else _e('; '.join(gate['violations']))}</td></tr>")
     figs = []
     if arts and "per_class_change_points" in arts[0]["drift"]:
@@ -70,8 +76,10 @@ def render(report: dict) -> str:
     for a in arts:
         items = "".join(f"<li><code>{_e(f['image'])}</code>: {_e(f['fp32'])} → {_e(f['other'])}"
                         f"{' (label ' + _e(f['label']) + ')' if 'label' in f else ''}</li>" for f in a["drift"]["flipped"])
+        shown = len(a["drift"]["flipped"])
+        more = f" (first {shown} listed)" if shown < a["drift"]["n_flipped"] else ""
         flips.append(f"<details><summary>{_e(a['target'])}:{_e(a['precision'])}: {a['drift']['n_flipped']} "
-                     f"flipped predictions</summary><ul>{items}</ul></details>")
+                     f"flipped predictions{more}</summary><ul>{items}</ul></details>")
     imgs = val["images"]
     cal = report.get("calibration") or {}
     stages = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:.1f}</td></tr>" for k, v in report["stage_seconds"].items())
@@ -83,7 +91,7 @@ def render(report: dict) -> str:
 <code>{_e(cal.get('root', '—'))}</code> · input {val['preprocess']['input_size']} px</p>
 <h2>Accuracy and drift</h2>
 <table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
-<th>logit cos</th><th>SQNR dB</th><th>MB</th><th>gate</th></tr>{''.join(rows)}</table>
+<th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}

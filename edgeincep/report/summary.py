@@ -10,6 +10,11 @@ def _pct(v) -> str:
     return "—" if v is None else f"{100 * v:.2f}%"
 
 
+def _ms(entry: dict) -> str:
+    lat = entry.get("latency")
+    return "—" if not lat else f"{lat['p50_ms']:.2f}"
+
+
 def print_validation(record: dict) -> None:
     imgs = record["images"]
     t = Table(title=f"validation on {imgs['count']} images from {imgs['root']}"
@@ -35,13 +40,15 @@ def markdown(report: dict) -> str:
     lines = [f"## edgeincep: {report['model']} — {'PASS' if report.get('passed', True) else 'FAIL'}", "",
              f"Validated on {val['images']['count']} images ({val['images']['root']}); calibrated on "
              f"{(report.get('calibration') or {}).get('count', '—')} images; input {val['preprocess']['input_size']} px.",
-             "", "| artifact | top-1 | Δ top-1 (pt) | agreement | SQNR dB | MB | gate |", "|---|---|---|---|---|---|---|",
-             f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | |"]
+             "", "| artifact | top-1 | Δ top-1 (pt) | agreement | SQNR dB | MB | ms (b=1) | gate |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | {_ms(ref)} | |"]
     for a in val["artifacts"]:
         d = a["drift"]
         drop = d.get("top1_drop_points")
         gate = a.get("gate", {}).get("violations")
         lines.append(f"| {a['target']}:{a['precision']} | {_pct(a.get('top1'))} | "
                      f"{'—' if drop is None else f'{-drop + 0.0:+.2f}'} | {_pct(d['top1_agreement'])} | "
-                     f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {'; '.join(gate) if gate else 'pass'} |")
+                     f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {_ms(a)} | "
+                     f"{'; '.join(gate) if gate else 'pass'} |")
     return "\n".join(lines) + "\n"
