@@ -96,3 +96,29 @@ def test_full_size_inception_v4_exports_at_331(cli, tmp_path):
     assert res.exit_code == 0, res.output
     proto = onnx.load(str(tmp_path / "inception_v4.331px.fp32.onnx"), load_external_data=False)
     assert json.loads({p.key: p.value for p in proto.metadata_props}["edgeincep.preprocess"])["input_size"] == 331
+
+
+def test_validate_command_compares_artifacts_and_writes_json(cli, tmp_path, fmnist_val):
+    from edgeincep.pipeline.run import run_pipeline
+
+    run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
+                 calib_dir=None, out_dir=tmp_path / "o", limit=50)
+    fp32 = tmp_path / "o" / "inception_resnet_v2.75px.fp32.onnx"
+    int8 = tmp_path / "o" / "inception_resnet_v2.75px.onnxruntime.int8.onnx"
+    res = cli("validate", fp32, int8, "--images", fmnist_val, "--limit", "100", "--json", tmp_path / "v.json")
+    assert res.exit_code == 0, res.output
+    assert "onnxruntime:int8" in res.stdout
+    record = json.loads((tmp_path / "v.json").read_text())
+    assert record["images"]["count"] == 100 and record["artifacts"][0]["fmt"] == "onnx-qdq-u8s8"
+    assert 0.95 <= record["artifacts"][0]["drift"]["top1_agreement"] <= 1.0
+
+
+def test_run_command_exit_code_10_when_the_budget_is_exceeded(cli, tmp_path, fmnist_val):
+    recipe = tmp_path / "harsh.yaml"
+    recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
+                      "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
+    res = cli("run", "--model", "inception_resnet_v2", "--val", fmnist_val, "--limit", "100", "--recipe", recipe,
+              "--out", tmp_path / "o")
+    assert res.exit_code == 10
+    assert "error: drift budget exceeded: onnxruntime:int8" in res.stderr
+    assert (tmp_path / "o" / "report.html").exists()

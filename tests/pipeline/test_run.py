@@ -28,7 +28,7 @@ def test_gate_failure_is_a_distinct_exit_with_the_report_kept(tmp_path, fmnist_v
     recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
                       "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
     with pytest.raises(GateError, match="drift budget exceeded: onnxruntime:int8") as e:
-        run_pipeline("inception_resnet_v1", weights="reference", target="onnxruntime", val_dir=fmnist_val,
+        run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
                      calib_dir=None, out_dir=tmp_path / "out", limit=100, recipe_path=recipe)
     assert e.value.exit_code == 10
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -37,5 +37,5 @@ def test_gate_failure_is_a_distinct_exit_with_the_report_kept(tmp_path, fmnist_v
 
 def test_calibration_images_inside_the_validation_set_are_refused(tmp_path, labelled_dir):
     with pytest.raises(DataError, match="also calibration images"):
-        run_pipeline("inception_resnet_v2", weights="synthetic", target="onnxruntime", val_dir=labelled_dir,
+        run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=labelled_dir,
                      calib_dir=labelled_dir, out_dir=tmp_path / "out")
