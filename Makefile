@@ -8,7 +8,7 @@ TARGET ?= all
 OUT    ?= out
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow export data reference-models clean
+.PHONY: install lint test test-slow export data reference-models clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## The default test run (CI): everything but the slow end-to-end tests.
-test: install
+lint: install
+	$(BIN)/ruff check edgeincep tests
+
+## The default test run (CI): lint, then everything but the slow end-to-end tests.
+test: install lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## Slow end-to-end tests: full-size models, the full 10k validation set.

@@ -189,10 +189,13 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
 @click.option("--lr", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--init", "init", default=None,
+              help="Start from these weights (any --weights value of `export`) instead of from scratch.")
 @click.option("--card", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a model card (Markdown) here.")
-def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, card) -> None:
-    """Train a (narrow) network from scratch on Fashion-MNIST or your own image folders."""
+def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, init,
+              card) -> None:
+    """Train a (narrow) network on Fashion-MNIST or your own image folders, from scratch or from --init."""
     from .model_card import write_card
     from .models import get_spec
     from .train import TrainConfig, train
@@ -200,13 +203,14 @@ def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_s
 
     get_spec(model_name)
     cfg = TrainConfig(model=model_name, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size,
-                      lr=lr, seed=seed, threads=threads)
+                      lr=lr, seed=seed, threads=threads, init=init)
     with err.status("loading training data"):
         tx, ty, vx, vy, names = load_training_data(data_src)
     facts = train(cfg, tx, ty, vx, vy, names, out_path)
     facts["data"] = data_src
     if card:
-        write_card(card, out_path, facts)
+        init_card = Path(init).with_suffix(".md") if init and Path(init).is_file() else None
+        write_card(card, out_path, facts, init_card)
     out.print(f"[green]wrote[/] {out_path}: test top-1 {facts['top1']:.2%}, top-5 {facts['top5']:.2%} "
               f"after {epochs} epochs in {facts['wall_minutes']:.1f} min")
 

@@ -21,6 +21,7 @@ from PIL import Image
 from . import __version__
 from .console import progress
 from .data.images import _RESAMPLE
+from .errors import UserError
 from .fsutil import atomic_path
 from .models.registry import Preprocess, check_input_size, create_model
 
@@ -38,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     max_shift: int = 4  # px at input size
+    init: str | None = None  # start from these weights (fine-tuning, or a second cycle)
 
 
 def resize_uint8(images: np.ndarray, size: int, interpolation: str = "bicubic") -> np.ndarray:
@@ -73,7 +75,7 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pre
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
             logits = model(_to_input(torch.from_numpy(images[i:i + batch_size]), pre))
-            y = torch.from_numpy(labels[i:i + batch_size]).long()
+            y = torch.as_tensor(np.array(labels[i:i + batch_size], np.int64))
             k = min(5, logits.shape[1])
             top = logits.topk(k, 1).indices
             top1 += int((top[:, 0] == y).sum())
@@ -81,14 +83,35 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pre
     return top1 / len(images), top5 / len(images)
 
 
+def _initial_model(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, dict | None]:
+    """A fresh network, or one started from `cfg.init`; a classifier of another size is re-initialised."""
+    from .models.weights import build_with_weights, sha256_file
+
+    model = create_model(cfg.model, num_classes=num_classes, width=cfg.width)
+    if not cfg.init:
+        return model, None
+    loaded = build_with_weights(cfg.model, cfg.init, width=cfg.width)
+    sd = loaded.model.state_dict()
+    head = model.spec.classifier
+    if sd[f"{head}.weight"].shape != model.state_dict()[f"{head}.weight"].shape:
+        sd = {k: v for k, v in sd.items() if not k.startswith(f"{head}.")}
+    missing, _ = model.load_state_dict(sd, strict=True)
+    ckpt = loaded.checkpoint
+    return model, {"source": ckpt.path.name, "sha256": sha256_file(ckpt.path),
+                   "reinitialised": sorted(missing)}
+
+
 def train(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
           class_names: list[str], out: Path) -> dict:
-    """Train from scratch; write `out` (.safetensors) and return the model card's facts."""
+    """Train (from scratch, or from `cfg.init`); write `out` (.safetensors) and return the model card's facts."""
     check_input_size(cfg.input_size)
+    if len(train_x) < cfg.batch_size:
+        raise UserError(f"{len(train_x)} training images are fewer than one batch of {cfg.batch_size}; "
+                        f"lower --batch-size")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=len(class_names), width=cfg.width)
+    model, init_facts = _initial_model(cfg, len(class_names))
     pre = Preprocess(cfg.input_size, model.spec.preprocess.mean, model.spec.preprocess.std, 1.0, "bicubic")
     tr = torch.from_numpy(resize_uint8(train_x, cfg.input_size))
     te = resize_uint8(test_x, cfg.input_size)
@@ -130,6 +153,8 @@ def train(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, test_x: np
         "torch": torch.__version__, "edgeincep": __version__,
         "params": sum(p.numel() for p in model.parameters()),
     }
+    if init_facts:
+        facts["init"] = init_facts
     save_checkpoint(model, out, facts)
     return facts
 

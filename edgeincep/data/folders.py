@@ -32,7 +32,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices) -> "ImageSet":
+    def subset(self, indices) -> ImageSet:
         idx = list(indices)
         return ImageSet(self.root, [self.paths[i] for i in idx],
                         [self.labels[i] for i in idx] if self.labels is not None else None,

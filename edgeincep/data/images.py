@@ -71,7 +71,7 @@ def load_image(path: str | Path) -> Image.Image:
 
 
 def resize_size(size: int, crop_pct: float) -> int:
-    return int(math.floor(size / crop_pct))
+    return math.floor(size / crop_pct)
 
 
 def preprocess(img: Image.Image, cfg: Preprocess, input_size: int | None = None) -> np.ndarray:
@@ -79,12 +79,12 @@ def preprocess(img: Image.Image, cfg: Preprocess, input_size: int | None = None)
     short = resize_size(size, cfg.crop_pct)
     w, h = img.size
     if w <= h:
-        new = (short, max(short, int(round(h * short / w))))
+        new = (short, max(short, round(h * short / w)))
     else:
-        new = (max(short, int(round(w * short / h))), short)
+        new = (max(short, round(w * short / h)), short)
     img = img.resize(new, _RESAMPLE[cfg.interpolation])
-    left = int(round((new[0] - size) / 2.0))
-    top = int(round((new[1] - size) / 2.0))
+    left = round((new[0] - size) / 2.0)
+    top = round((new[1] - size) / 2.0)
     img = img.crop((left, top, left + size, top + size))
     x = np.asarray(img, dtype=np.float32) / 255.0
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)

@@ -7,8 +7,8 @@ class count can be detected.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from torch import nn
 
@@ -37,7 +37,7 @@ class Preprocess:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
+    def from_dict(cls, d: dict) -> Preprocess:
         return cls(
             input_size=int(d["input_size"]),
             mean=tuple(float(v) for v in d["mean"]),

@@ -66,7 +66,7 @@ def _download_hf(repo_id: str) -> Path:
         raise CheckpointError(f"huggingface_hub is not installed ({e})") from None
     try:
         return Path(hf_hub_download(repo_id, "model.safetensors"))
-    except Exception as e:  # the hub raises many connection/lookup error types
+    except Exception as e:  # noqa: BLE001 - the hub raises many connection/lookup error types
         raise OfflineError(
             f"cannot fetch {HUB_PREFIX}{repo_id} from the Hugging Face hub ({type(e).__name__}); "
             "check the network, or download model.safetensors elsewhere and pass it with --weights FILE"
@@ -83,7 +83,7 @@ def _download_url(source: str, url: str | None) -> Path:
         if not dst.exists():
             torch.hub.download_url_to_file(url, str(dst), progress=True)
         return dst
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - urllib, ssl and OS errors all mean "not fetched"
         raise OfflineError(
             f"cannot download {source} ({type(e).__name__}); check the network, or fetch {url} "
             "elsewhere and pass it with --weights FILE"
@@ -106,7 +106,8 @@ def _read_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+            # safe_open is not iterable, hence keys()
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"not a readable safetensors file (corrupt or truncated: {_first_line(e)})", path) from None
 

@@ -31,8 +31,8 @@ def reference_checkpoint(name: str) -> Path:
 def load_model(name: str, weights: str, *, num_classes: int | None = None, width: float | None = None) -> LoadedModel:
     if weights == SYNTHETIC:
         model = apply_synthetic_weights(create_model(name, num_classes=num_classes, width=width or 1.0))
-        return LoadedModel(model, None, ["synthetic deterministic weights: fine for speed and plumbing, "
-                                         "meaningless for accuracy"])
+        return LoadedModel(model, None, [("synthetic deterministic weights: fine for speed and plumbing, "
+                                         "meaningless for accuracy")])
     if weights == RANDOM:
         model = create_model(name, num_classes=num_classes, width=width or 1.0)
         return LoadedModel(model, None, ["random initial weights: outputs are meaningless"])

@@ -62,7 +62,7 @@ def _calib_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str
     images: ImageSet = scan_folder(calib_root)
     if not images.labelled or not class_names:
         return None
-    by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels)}
+    by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels, strict=True)}
     index = {n: i for i, n in enumerate(class_names)}
     try:
         return np.asarray([index[by_path[p]] for p in calib.paths])

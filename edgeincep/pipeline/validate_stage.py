@@ -54,7 +54,7 @@ def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, 
                       **accuracy_record(ref, labels, names), "confidence_hist": confidence_histogram(ref)},
         "artifacts": [],
     }
-    for art, pred in zip(artifacts, predictors[1:]):
+    for art, pred in zip(artifacts, predictors[1:], strict=True):
         out = logits[pred.name]
         record["artifacts"].append({**art.to_dict(), "executed_precision": pred.executed_precision,
                                     **accuracy_record(out, labels, names),

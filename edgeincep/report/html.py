@@ -39,10 +39,10 @@ def render(report: dict) -> str:
     arts = val["artifacts"]
     names = val["class_names"]
     passed = report.get("passed", True)
-    rows = [f"<tr><td>{_e(ref['target'])}:fp32 (reference)</td><td>{_e(ref['executed_precision'])}</td>"
+    rows = [(f"<tr><td>{_e(ref['target'])}:fp32 (reference)</td><td>{_e(ref['executed_precision'])}</td>"
             f"<td class=n>{_pct(ref.get('top1'))}</td><td class=n>{_pct(ref.get('top5'))}</td>"
             f"<td class=n></td><td class=n></td><td class=n></td><td class=n></td>"
-            f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td class=n>{_ms(ref)}</td><td></td></tr>"]
+            f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td class=n>{_ms(ref)}</td><td></td></tr>")]
     for a in arts:
         d = a["drift"]
         gate = a.get("gate", {})
@@ -86,7 +86,8 @@ def render(report: dict) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeincep: {_e(report['model'])}</title>
 <style>{CSS}</style></head><body>
 <h1>{_e(report['model'])} <span class="badge {'pass' if passed else 'fail'}">{'PASS' if passed else 'FAIL'}</span></h1>
-<p class=sub>weights <code>{_e(report['weights'])}</code> · validated on {imgs['count']} images from <code>{_e(imgs['root'])}</code>
+<p class=sub>weights <code>{_e(report['weights'])}</code>
+· validated on {imgs['count']} images from <code>{_e(imgs['root'])}</code>
 {f"({imgs['skipped']} unreadable skipped)" if imgs['skipped'] else ''} · calibrated on {cal.get('count', '—')} images from
 <code>{_e(cal.get('root', '—'))}</code> · input {val['preprocess']['input_size']} px</p>
 <h2>Accuracy and drift</h2>

@@ -38,8 +38,8 @@ def markdown(report: dict) -> str:
     val = report["validation"]
     ref = val["reference"]
     lines = [f"## edgeincep: {report['model']} — {'PASS' if report.get('passed', True) else 'FAIL'}", "",
-             f"Validated on {val['images']['count']} images ({val['images']['root']}); calibrated on "
-             f"{(report.get('calibration') or {}).get('count', '—')} images; input {val['preprocess']['input_size']} px.",
+             (f"Validated on {val['images']['count']} images ({val['images']['root']}); calibrated on "
+             f"{(report.get('calibration') or {}).get('count', '—')} images; input {val['preprocess']['input_size']} px."),
              "", "| artifact | top-1 | Δ top-1 (pt) | agreement | SQNR dB | MB | ms (b=1) | gate |",
              "|---|---|---|---|---|---|---|---|",
              f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | {_ms(ref)} | |"]

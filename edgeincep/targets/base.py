@@ -44,7 +44,7 @@ class Artifact:
         write_text_atomic(self.sidecar(), json.dumps(self.to_dict() | {"cache_key": cache_key}, indent=2))
 
     @classmethod
-    def from_sidecar(cls, path: Path) -> "Artifact":
+    def from_sidecar(cls, path: Path) -> Artifact:
         d = json.loads(Path(path).read_text())
         return cls(Path(d["path"]), d["target"], d["precision"], d["fmt"], d.get("meta", {}))
 

@@ -24,8 +24,9 @@ def drift_record(ref: np.ndarray, other: np.ndarray, labels: np.ndarray | None, 
         "sqnr_db": M.sqnr_db(ref, other),
     }
     flips = M.flipped(ref, other)
-    name = (lambda c: class_names[c] if c < len(class_names) else str(c))
-    rec["n_flipped"] = int(len(flips))
+    def name(c):
+        return (class_names[c] if c < len(class_names) else str(c))
+    rec["n_flipped"] = len(flips)
     rec["flipped"] = [{"image": paths[i], "fp32": name(int(ref[i].argmax())), "other": name(int(other[i].argmax())),
                        **({"label": name(int(labels[i]))} if labels is not None else {})}
                       for i in flips[:max_flips]]
@@ -34,7 +35,7 @@ def drift_record(ref: np.ndarray, other: np.ndarray, labels: np.ndarray | None, 
         rec["top1_drop_points"] = 100 * (a["top1"] - b["top1"])
         rec["top5_drop_points"] = 100 * (a["top5"] - b["top5"])
         rec["per_class_change_points"] = [None if x is None or y is None else 100 * (y - x)
-                                          for x, y in zip(a["per_class"], b["per_class"])]
+                                          for x, y in zip(a["per_class"], b["per_class"], strict=True)]
     return rec
 
 

@@ -25,7 +25,7 @@ def top1_agreement(ref: np.ndarray, other: np.ndarray) -> float:
 def top5_overlap(ref: np.ndarray, other: np.ndarray) -> float:
     """Mean fraction of the reference's top-5 classes that the other also ranks top-5."""
     a, b = topk(ref, 5), topk(other, 5)
-    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b)]))
+    return float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b, strict=True)]))
 
 
 def ref_top1_in_top5(ref: np.ndarray, other: np.ndarray) -> float:

@@ -23,7 +23,7 @@ def test_class_subfolders_are_labelled_in_labels_txt_order(labelled_dir):
                                                                         if p.is_dir()))))
     s = scan_folder(labelled_dir)
     assert s.labelled and len(s) == 30 and s.class_names[0] == "tshirt_top"
-    assert all(s.class_names[lab] == p.parent.name for p, lab in zip(s.paths, s.labels))
+    assert all(s.class_names[lab] == p.parent.name for p, lab in zip(s.paths, s.labels, strict=True))
 
 
 def test_flat_folder_is_unlabelled(tmp_path, labelled_dir):

@@ -71,7 +71,7 @@ def test_outputs_match_reference_library(reference_dir, name):
 
 def test_facenet_embedding_model_without_logits_layer(reference_dir):
     """classify=False in facenet: the same weights minus `logits.*` give the normalised embedding."""
-    model, _, weights = _loaded(reference_dir, "inception_resnet_v1", "inception_resnet_v1")
+    _model, _, weights = _loaded(reference_dir, "inception_resnet_v1", "inception_resnet_v1")
     emb_model = create_model("inception_resnet_v1", num_classes=0)
     emb_model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items() if not k.startswith("logits.")})
     with torch.inference_mode():
