@@ -189,12 +189,18 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
 @click.option("--lr", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--max-shift", type=int, default=4, show_default=True,
+              help="Random shift augmentation in pixels at input size (0: flips only).")
+@click.option("--teacher", "teachers", multiple=True,
+              help="Distil from this trained checkpoint (repeatable: logits are averaged).")
+@click.option("--distill-alpha", type=float, default=0.5, show_default=True,
+              help="Weight of the teachers' soft targets (the labels get the rest).")
 @click.option("--init", "init", default=None,
               help="Start from these weights (any --weights value of `export`) instead of from scratch.")
 @click.option("--card", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a model card (Markdown) here.")
-def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, init,
-              card) -> None:
+def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, max_shift,
+              teachers, distill_alpha, init, card) -> None:
     """Train a (narrow) network on Fashion-MNIST or your own image folders, from scratch or from --init."""
     from .model_card import write_card
     from .models import get_spec
@@ -203,7 +209,8 @@ def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_s
 
     get_spec(model_name)
     cfg = TrainConfig(model=model_name, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size,
-                      lr=lr, seed=seed, threads=threads, init=init)
+                      lr=lr, seed=seed, threads=threads, max_shift=max_shift, init=init,
+                      teachers=tuple(teachers), distill_alpha=distill_alpha)
     with err.status("loading training data"):
         tx, ty, vx, vy, names = load_training_data(data_src)
     facts = train(cfg, tx, ty, vx, vy, names, out_path)

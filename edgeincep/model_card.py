@@ -16,6 +16,9 @@ def write_card(path: Path, ckpt: Path, facts: dict, init_card: Path | None = Non
     cmd = (f"edgeincep train --model {cfg['model']} --data {facts.get('data', 'fashion-mnist')} --width {cfg['width']} "
            f"--input-size {cfg['input_size']} --epochs {cfg['epochs']} --batch-size {cfg['batch_size']} "
            f"--lr {cfg['lr']} --seed {cfg['seed']} --threads {cfg['threads']}"
+           + (f" --max-shift {cfg['max_shift']}" if cfg.get("max_shift", 4) != 4 else "")
+           + "".join(f" --teacher {Path(t).name}" for t in cfg.get("teachers") or ())
+           + (f" --distill-alpha {cfg['distill_alpha']}" if cfg.get("teachers") else "")
            + (f" --init {facts['init']['source']}" if facts.get("init") else "") + f" --out {ckpt.name}")
     pre = facts["preprocess"]
     inp = (f"{pre['input_size']} x {pre['input_size']} RGB (grey replicated), resize {pre['interpolation']}, "

@@ -40,6 +40,9 @@ class TrainConfig:
     threads: int = 2
     max_shift: int = 4  # px at input size
     init: str | None = None  # start from these weights (fine-tuning, or a second cycle)
+    teachers: tuple[str, ...] = ()  # distil from these trained models (their logits averaged)
+    distill_alpha: float = 0.5  # weight of the teachers' soft targets against the labels
+    temperature: float = 2.0
 
 
 def resize_uint8(images: np.ndarray, size: int, interpolation: str = "bicubic") -> np.ndarray:
@@ -95,10 +98,44 @@ def _initial_model(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module,
     head = model.spec.classifier
     if sd[f"{head}.weight"].shape != model.state_dict()[f"{head}.weight"].shape:
         sd = {k: v for k, v in sd.items() if not k.startswith(f"{head}.")}
-    missing, _ = model.load_state_dict(sd, strict=True)
+    missing, _ = model.load_state_dict(sd, strict=False)  # only a re-initialised classifier may be missing
     ckpt = loaded.checkpoint
     return model, {"source": ckpt.path.name, "sha256": sha256_file(ckpt.path),
                    "reinitialised": sorted(missing)}
+
+
+def _teachers(cfg: TrainConfig, num_classes: int) -> list[torch.nn.Module]:
+    from .models.weights import build_with_weights
+
+    nets = []
+    for src in cfg.teachers:
+        loaded = build_with_weights(_checkpoint_model(src), src)
+        if loaded.model.spec.num_classes != num_classes:
+            raise UserError(f"teacher {src} has {loaded.model.spec.num_classes} classes, the data has {num_classes}")
+        nets.append(loaded.model.eval().to(memory_format=torch.channels_last))
+    return nets
+
+
+def _checkpoint_model(src: str) -> str:
+    from .models.weights import load_checkpoint
+
+    name = load_checkpoint(src).metadata.get("model")
+    if not name:
+        raise UserError(f"teacher {src} does not say which model it is (no 'model' in its metadata)")
+    return name
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, teachers: list[torch.nn.Module], x: torch.Tensor,
+          cfg: TrainConfig) -> torch.Tensor:
+    hard = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    if not teachers:
+        return hard
+    with torch.inference_mode():
+        soft = torch.stack([t(x) for t in teachers]).mean(0)
+    t = cfg.temperature
+    # Hinton et al.: the T^2 factor keeps the soft term's gradients on the scale of the hard one.
+    kd = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(soft.clone() / t, 1), reduction="batchmean") * t * t
+    return (1 - cfg.distill_alpha) * hard + cfg.distill_alpha * kd
 
 
 def train(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -112,6 +149,7 @@ def train(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, test_x: np
     torch.set_num_threads(cfg.threads)
     gen = torch.Generator().manual_seed(cfg.seed)
     model, init_facts = _initial_model(cfg, len(class_names))
+    teachers = _teachers(cfg, len(class_names))
     pre = Preprocess(cfg.input_size, model.spec.preprocess.mean, model.spec.preprocess.std, 1.0, "bicubic")
     tr = torch.from_numpy(resize_uint8(train_x, cfg.input_size))
     te = resize_uint8(test_x, cfg.input_size)
@@ -134,7 +172,7 @@ def train(cfg: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, test_x: np
             for b in range(len(tr) // cfg.batch_size):
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = _augment(_to_input(tr[idx], pre), gen, cfg.max_shift)
-                loss = F.cross_entropy(model(x), ytr[idx], label_smoothing=cfg.label_smoothing)
+                loss = _loss(model(x), ytr[idx], teachers, x, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -96,3 +96,22 @@ def test_fewer_images_than_one_batch_is_a_user_error(small_split, tmp_path):
     with pytest.raises(UserError, match="fewer than one batch of 32"):
         train(_cfg(), x[:10], y[:10], vx, vy, NAMES, tmp_path / "never.safetensors")
     assert not (tmp_path / "never.safetensors").exists()
+
+
+def test_distillation_loss_vanishes_when_the_student_already_matches_its_teacher(first):
+    from edgeincep.train import _loss, _teachers
+
+    cfg = _cfg(teachers=(str(first[0]),), distill_alpha=1.0)
+    (teacher,) = _teachers(cfg, 10)
+    x = torch.randn(4, 3, 75, 75)
+    with torch.no_grad():
+        same = _loss(teacher(x), torch.zeros(4, dtype=torch.long), [teacher], x, cfg)
+        other = _loss(torch.zeros(4, 10), torch.zeros(4, dtype=torch.long), [teacher], x, cfg)
+    assert abs(float(same)) < 1e-5 and float(other) > 1e-3
+
+
+def test_teacher_with_another_class_count_is_refused(first):
+    from edgeincep.train import _teachers
+
+    with pytest.raises(UserError, match="has 10 classes, the data has 3"):
+        _teachers(_cfg(teachers=(str(first[0]),)), 3)

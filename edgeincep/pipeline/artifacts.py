@@ -6,7 +6,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..targets.base import Artifact
 
-_BY_SUFFIX = {".onnx": ("onnxruntime", "onnx")}
+_BY_SUFFIX = {".onnx": ("onnxruntime", "onnx"), ".xml": ("openvino", "openvino-ir")}
 
 
 def artifact_for_file(path: Path) -> Artifact:

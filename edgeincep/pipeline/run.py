@@ -20,7 +20,7 @@ from ..report.html import write_html
 from ..report.summary import markdown
 from ..targets.base import Artifact, get_target, list_targets
 from ..validate.drift import drift_record
-from ..validate.fallback import fallback_search
+from ..validate.fallback import brief, fallback_search
 from ..validate.gates import violations
 from ..validate.sensitivity import rank_nodes
 from .export_stage import run_export
@@ -47,11 +47,20 @@ def select_targets(target: str) -> list:
 
 def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, threads: int):
     """Drift on the calibration images: fallback decisions never look at the validation set."""
-    ref = get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads).predict(calib.x)
+    from ..bench import interleaved_latency
+
+    ref_pred = get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads)
+    ref = ref_pred.predict(calib.x)
 
     def score(art: Artifact) -> dict:
-        out = get_target(art.target).load(art, threads).predict(calib.x)
-        return drift_record(ref, out, labels, calib.paths, [])
+        pred = get_target(art.target).load(art, threads)
+        rec = drift_record(ref, pred.predict(calib.x), labels, calib.paths, [])
+        # What keeping layers in float costs: size, and batch-1 latency as a ratio to FP32 measured
+        # interleaved (a ratio survives a noisy machine; absolute ms would not).
+        lat = interleaved_latency([ref_pred, pred], calib.x[:1], runs=15, warmup=2)
+        rec["size_bytes"] = art.size_bytes()
+        rec["latency_vs_fp32"] = lat[pred.name]["p50_ms"] / lat[ref_pred.name]["p50_ms"]
+        return rec
 
     return score
 
@@ -81,6 +90,18 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
         return art, {"needed": False, "probe": "calibration images", "steps": [{"float_nodes": 0,
                      "top1_agreement": first["top1_agreement"], "top1_drop_points": first.get("top1_drop_points")}]}
     qdq = art.path if art.fmt.startswith("onnx-qdq") else None
+    restored = None
+    if qdq is None and hasattr(t, "restore_accuracy") and calib_labels is not None:
+        with err.status(f"{t.name}: restoring accuracy (layers back to float until the budget holds)"):
+            restored = t.restore_accuracy(fp32, calib, calib_labels, recipe, out_dir)
+    if restored is not None:
+        restored, info = restored
+        after = score(restored)
+        return restored, {"needed": True, "passed_on_probe": not violations(after, recipe.budget),
+                          "probe": "calibration images", **info,
+                          "steps": [{"float_nodes": 0, **brief(first)},
+                                    {"float_nodes": len(info["float_nodes"]), "nodes": info["float_nodes"],
+                                     **brief(after)}]}
     if qdq is None:
         return art, {"needed": True, "note": f"no per-node sensitivity for {art.fmt}"}
     with err.status("ranking layers by quantization sensitivity"):
@@ -140,6 +161,10 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
         with err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
             art, fb = build_with_fallback(t, fp32, calib, _calib_labels(calib_root, calib, class_names), recipe,
                                           out_dir, threads)
+        if hasattr(t, "references"):
+            # The runtime's own float build, validated and gated like the INT8 one: it proves the
+            # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
+            artifacts.extend(t.references(fp32, recipe, out_dir))
         stages[f"build:{t.name}"] = time.perf_counter() - ts
         artifacts.append(art)
         fallbacks[art.name] = fb

@@ -71,7 +71,8 @@ def render(report: dict) -> str:
         if fb.get("needed"):
             nodes = ", ".join(f"<code>{_e(n)}</code>" for n in fb.get("float_nodes", [])) or "none"
             fallback.append(f"<p><b>{_e(a['target'])}</b>: kept in float: {nodes} "
-                            f"(budget {'met' if fb.get('passed_on_probe') else 'not met'} on the {_e(fb.get('probe'))})</p>")
+                            f"(budget {'met' if fb.get('passed_on_probe') else 'not met'} on the {_e(fb.get('probe'))})</p>"
+                            + _fallback_steps(fb.get("steps", [])))
     flips = []
     for a in arts:
         items = "".join(f"<li><code>{_e(f['image'])}</code>: {_e(f['fp32'])} → {_e(f['other'])}"
@@ -103,3 +104,23 @@ def render(report: dict) -> str:
 
 def write_html(report: dict, path: Path) -> Path:
     return write_text_atomic(path, render(report))
+
+
+def _fallback_steps(steps: list[dict]) -> str:
+    """Each float-set size tried, with what it bought (drift) and what it cost (size, latency)."""
+    if not steps:
+        return ""
+
+    def _neg(v):
+        return None if v is None else -v
+
+    def cell(v, fmt):
+        return "" if v is None else fmt.format(v)
+
+    rows = "".join(
+        f"<tr><td class=n>{s['float_nodes']}</td><td class=n>{cell(_neg(s.get('top1_drop_points')), '{:+.2f}')}</td>"
+        f"<td class=n>{cell(s.get('top1_agreement'), '{:.2%}')}</td><td class=n>{cell(s.get('sqnr_db'), '{:.1f}')}</td>"
+        f"<td class=n>{cell((s.get('size_bytes') or 0) / 1e6 if s.get('size_bytes') else None, '{:.2f}')}</td>"
+        f"<td class=n>{cell(s.get('latency_vs_fp32'), '{:.2f}x')}</td></tr>" for s in steps)
+    return ("<table><tr><th>float layers</th><th>Δ top-1 (pt)</th><th>agreement</th><th>SQNR dB</th><th>MB</th>"
+            f"<th>latency vs FP32 (b=1)</th></tr>{rows}</table>")

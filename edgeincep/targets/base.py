@@ -32,8 +32,16 @@ class Artifact:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
-        d["size_bytes"] = self.path.stat().st_size if self.path.exists() else None
+        d["size_bytes"] = self.size_bytes()
         return d
+
+    def files(self) -> list[Path]:
+        """Every file the artifact consists of (an OpenVINO IR is .xml + .bin)."""
+        extra = [self.path.with_suffix(".bin")] if self.path.suffix == ".xml" else []
+        return [self.path, *[p for p in extra if p.exists()]]
+
+    def size_bytes(self) -> int | None:
+        return sum(p.stat().st_size for p in self.files()) if self.path.exists() else None
 
     def sidecar(self) -> Path:
         return self.path.with_name(self.path.name + ".json")
@@ -89,4 +97,4 @@ def list_targets() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import onnxruntime  # noqa: F401
+    from . import onnxruntime, openvino  # noqa: F401

@@ -28,7 +28,7 @@ def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], scor
                     budget: Budget, max_float_nodes: int, first: tuple[Any, dict]) -> FallbackResult:
     """Grow the float set 1, 2, 4, ... nodes along `ranked` (most damaged first)."""
     artifact, drift = first
-    steps = [{"float_nodes": 0, **_brief(drift)}]
+    steps = [{"float_nodes": 0, **brief(drift)}]
     if passes(drift, budget):
         return FallbackResult(artifact, drift, [], True, steps)
     n = 1
@@ -38,7 +38,7 @@ def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], scor
         note(f"fallback: keeping {n} most sensitive node(s) in float")
         artifact = rebuild(excluded)
         drift = score(artifact)
-        steps.append({"float_nodes": n, "nodes": list(excluded), **_brief(drift)})
+        steps.append({"float_nodes": n, "nodes": list(excluded), **brief(drift)})
         if passes(drift, budget):
             return FallbackResult(artifact, drift, excluded, True, steps)
         if n == min(max_float_nodes, len(ranked)):
@@ -47,5 +47,6 @@ def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], scor
     return FallbackResult(artifact, drift, excluded, False, steps)
 
 
-def _brief(drift: dict) -> dict:
-    return {k: drift.get(k) for k in ("top1_drop_points", "top1_agreement", "logit_cosine", "sqnr_db")}
+def brief(drift: dict) -> dict:
+    keys = ("top1_drop_points", "top1_agreement", "logit_cosine", "sqnr_db", "size_bytes", "latency_vs_fp32")
+    return {k: drift[k] for k in keys if k in drift}

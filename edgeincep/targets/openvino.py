@@ -1,0 +1,266 @@
+"""OpenVINO on Intel CPUs: the FP32 IR run in true f32, and an NNCF INT8 IR.
+
+Trap: on CPUs with AVX512-BF16 or AMX the CPU plugin runs float ops in bf16 unless told
+otherwise, so an "FP32" IR silently loses precision. Every compile here sets the inference
+precision hint from the recipe (f32 by default), and each predictor reports the precision the
+plugin actually executed: the hint it accepted and how many convolutions run in int8.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OutputError
+from ..export.onnx import read_metadata
+from ..models.weights import sha256_file
+from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
+from ..quantize.calibration import CalibrationSet
+from ..recipes import OpenVinoSettings, Recipe
+from .base import Artifact, Target, register_target
+
+LIBS = ("openvino", "nncf")
+
+
+def _ov():
+    import openvino as ov
+
+    return ov
+
+
+class OpenVinoPredictor:
+    def __init__(self, path: Path, threads: int = 0, name: str | None = None, precision: str = "fp32",
+                 hint: str = "latency", inference_precision: str = "f32"):
+        ov = _ov()
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        core = ov.Core()
+        mode = hints.PerformanceMode.LATENCY if hint == "latency" else hints.PerformanceMode.THROUGHPUT
+        config = {hints.inference_precision: getattr(ov.Type, inference_precision), hints.performance_mode: mode}
+        if threads:
+            config[props.inference_num_threads] = threads
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+        self.name = name or Path(path).name
+        self.executed_precision = executed_precision(self.compiled, precision)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(res[self.output])  # the request reuses its output buffer
+
+
+def executed_precision(compiled, stored: str) -> str:
+    """What the CPU plugin really runs: its float precision, and int8 convolutions if any."""
+    import openvino.properties.hint as hints
+
+    float_type = compiled.get_property(hints.inference_precision).get_type_name()
+    convs = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()
+             if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+    int8 = sum(1 for rt in convs if rt["runtimePrecision"].astype(str).lower() in ("i8", "u8"))
+    if stored == "int8" or int8:
+        return f"int8 ({int8}/{len(convs)} conv), float ops {float_type}"
+    return float_type
+
+
+def _convert(fp32: Path):
+    """ONNX -> ov.Model, carrying labels and preprocessing into rt_info."""
+    ov = _ov()
+    model = ov.convert_model(str(fp32))
+    for key, value in read_metadata(fp32).items():
+        model.set_rt_info(str(value), ["edgeincep", key.removeprefix("edgeincep.")])
+    return model
+
+
+def _save(model, out: Path, compress_fp16: bool) -> None:
+    """Write .xml + .bin under temporary names, then rename both: never a half-written IR."""
+    ov = _ov()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".ov-", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder ({e.strerror or e})", out.parent) from None
+    try:
+        tmp = tmp_dir / out.name
+        ov.save_model(model, str(tmp), compress_to_fp16=compress_fp16)
+        os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot write the OpenVINO IR ({e.strerror or e})", out) from None
+    finally:
+        for p in tmp_dir.glob("*"):
+            p.unlink()
+        tmp_dir.rmdir()
+
+
+def read_rt_info(xml: Path) -> dict[str, str]:
+    model = _ov().Core().read_model(str(xml))
+    info = model.get_rt_info()
+    section = info["edgeincep"] if "edgeincep" in info else {}  # noqa: SIM401 - RTMap has no get()
+    return {k: v.astype(str) for k, v in section.items()}
+
+
+def _dataset(calib: CalibrationSet, labels: np.ndarray | None = None):
+    import nncf
+
+    if labels is None:
+        return nncf.Dataset([calib.x[i:i + 1] for i in range(len(calib))])
+    items = [(calib.x[i:i + 1], int(labels[i])) for i in range(len(calib))]
+    return nncf.Dataset(items, lambda item: item[0])
+
+
+def _advanced(s: OpenVinoSettings):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    ranges = {"minmax": RangeEstimatorParametersSet.MINMAX, "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX}
+    return AdvancedQuantizationParameters(activations_range_estimator_params=ranges[s.activation_ranges])
+
+
+class _RevertedLog(logging.Handler):
+    """NNCF reports reverted layers only in its log: 'N out of M were reverted ...:\\n\\tname ...'."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.reverted: list[str] = []
+        self.quantized_ops: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        m = re.match(r"(\d+) out of (\d+) were reverted back to the floating-point precision:", msg)
+        if m:
+            self.quantized_ops = int(m.group(2))
+            self.reverted = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
+
+
+@register_target
+class OpenVinoTarget(Target):
+    name = "openvino"
+    description = "OpenVINO CPU plugin (Intel): FP32 IR in true f32, NNCF INT8 IR, accuracy control"
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import nncf  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError as e:
+            return f"{e.name} is not installed (pip install -c constraints.txt '.[openvino]')"
+        return None
+
+    def _settings(self, recipe: Recipe) -> OpenVinoSettings:
+        return recipe.openvino
+
+    def _artifact(self, out: Path, precision: str, fmt: str, s: OpenVinoSettings, meta: dict) -> Artifact:
+        return Artifact(out, self.name, precision, fmt, meta={"performance_hint": s.performance_hint,
+                                                              "inference_precision": s.inference_precision, **meta})
+
+    def _cached(self, out: Path, key: str, build) -> Artifact:
+        hit = lookup(out.with_name(out.name + ".json"), key, [out, out.with_suffix(".bin")])
+        if hit:
+            return Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+        art = build()
+        art.meta["cache_key"] = key
+        art.save_sidecar(cache_key=key)
+        return art
+
+    def references(self, fp32: Path, recipe: Recipe, out_dir: Path) -> list[Artifact]:
+        """The runtime's own float IRs, validated beside the INT8 one: FP32 (always), FP16 weights (if asked)."""
+        s = self._settings(recipe)
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        arts = []
+        for precision, fp16 in [("fp32", False), *([("fp16", True)] if s.compress_fp16 else [])]:
+            out = Path(out_dir) / f"{stem}.openvino.{precision}.xml"
+            key = stage_key(stage=f"ov-{precision}", fp32=sha256_file(Path(fp32)), libs=library_versions(LIBS))
+
+            def build(out=out, precision=precision, fp16=fp16):
+                _save(_convert(fp32), out, compress_fp16=fp16)
+                return self._artifact(out, precision, f"openvino-ir-{precision}", s, {})
+
+            arts.append(self._cached(out, key, build))
+        return arts
+
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
+              float_nodes: list[str] | None = None) -> Artifact:
+        import nncf
+
+        s = self._settings(recipe)
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.openvino.int8.xml"
+        key = stage_key(stage="ov-int8", fp32=sha256_file(Path(fp32)), cfg=s.model_dump(),
+                        calib=files_digest(calib.paths), ignored=sorted(float_nodes or []),
+                        libs=library_versions(LIBS))
+
+        def build():
+            preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
+            ignored = nncf.IgnoredScope(names=list(float_nodes), validate=False) if float_nodes else None
+            q = nncf.quantize(_convert(fp32), _dataset(calib), preset=preset, subset_size=len(calib),
+                              fast_bias_correction=s.fast_bias_correction, ignored_scope=ignored,
+                              advanced_parameters=_advanced(s))
+            _save(q, out, compress_fp16=s.compress_fp16)
+            return self._artifact(out, "int8", "openvino-ir-int8", s,
+                                  {"method": "nncf.quantize", "preset": s.preset, "calibration_images": len(calib),
+                                   "activation_ranges": s.activation_ranges,
+                                   "fast_bias_correction": s.fast_bias_correction,
+                                   "float_nodes": list(float_nodes or [])})
+
+        return self._cached(out, key, build)
+
+    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: Recipe,
+                         out_dir: Path) -> tuple[Artifact, dict] | None:
+        """nncf.quantize_with_accuracy_control against the budget, scored on the labelled calibration
+        images (never the validation set); the layers it reverted to float come from NNCF's log.
+        None when the recipe turns accuracy control off."""
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        s = self._settings(recipe)
+        if not s.accuracy_control:
+            return None
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.openvino.int8.xml"
+        data = _dataset(calib, labels)
+
+        def top1(compiled, items) -> tuple[float, list[float]]:
+            port = compiled.output(0)
+            hits = [float(np.argmax(compiled(x)[port]) == y) for x, y in items]
+            return float(np.mean(hits)), hits
+
+        log = _RevertedLog()
+        logger = logging.getLogger("nncf")
+        logger.addHandler(log)
+        try:
+            preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
+            q = nncf.quantize_with_accuracy_control(
+                _convert(fp32), data, data, top1, max_drop=recipe.budget.max_top1_drop / 100,
+                drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=len(calib),
+                fast_bias_correction=s.fast_bias_correction,
+                advanced_quantization_parameters=_advanced(s),
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                    max_num_iterations=s.max_reverted, num_ranking_workers=1))
+        finally:
+            logger.removeHandler(log)
+        _save(q, out, compress_fp16=s.compress_fp16)
+        art = self._artifact(out, "int8", "openvino-ir-int8", s,
+                             {"method": "nncf.quantize_with_accuracy_control", "preset": s.preset,
+                              "calibration_images": len(calib), "float_nodes": log.reverted})
+        # Not cached: an accuracy-controlled IR replaces the plain one at the same path.
+        sidecar = out.with_name(out.name + ".json")
+        if sidecar.exists():
+            sidecar.unlink()
+        return art, {"method": "nncf accuracy control", "float_nodes": log.reverted,
+                     "quantized_operations": log.quantized_ops}
+
+    def load(self, artifact: Artifact, threads: int = 0) -> OpenVinoPredictor:
+        meta = artifact.meta
+        return OpenVinoPredictor(artifact.path, threads, artifact.name, artifact.precision,
+                                 hint=meta.get("performance_hint", "latency"),
+                                 inference_precision=meta.get("inference_precision", "f32"))
+
+
+def labels_from_ir(xml: Path) -> list[str]:
+    return json.loads(read_rt_info(xml).get("labels", "[]"))
