@@ -8,7 +8,7 @@ TARGET ?= all
 OUT    ?= out
 PYTEST_ARGS ?=
 
-.PHONY: install lint test test-slow export data reference-models clean
+.PHONY: install lint test test-slow export data bench reference-models clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 lint: install
-	$(BIN)/ruff check edgeincep tests
+	$(BIN)/ruff check edgeincep tests benchmarks
 
 ## The default test run (CI): lint, then everything but the slow end-to-end tests.
 test: install lint
@@ -37,6 +37,11 @@ data: install
 ## The default job: the whole pipeline on a reference model (MODEL=..., TARGET=...).
 export: install data
 	$(BIN)/edgeincep run --model $(MODEL) --target $(TARGET) --val data/fashion-mnist/val --out $(OUT)/$(MODEL)
+
+## The benchmark suite: full-size Inception-v4 / Inception-ResNet-v2 at 299 px, every CPU runtime, FP32 vs INT8,
+## plus each pipeline stage's wall time and peak memory. Writes $(OUT)/bench/suite.json (about 20-30 min on 2 cores).
+bench: install data
+	$(PY) benchmarks/suite.py --out $(OUT)/bench
 
 ## Retrain the three reference models (15-30 min each on 2 idle cores; see each model card).
 # Plain Inception-v4 (no residuals) converges slower: 10 epochs at lr 0.1 instead of 6 at 0.2.

@@ -154,6 +154,37 @@ def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_s
         write_text_atomic(json_out, json.dumps(record, indent=2))
 
 
+@main.command("bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--threads", type=int, default=0, help="Runtime threads (0: every core this process may use).")
+@click.option("--batch", type=int, default=8, show_default=True, help="Batch size of the throughput runs.")
+@click.option("--runs", type=int, default=30, show_default=True, help="Interleaved rounds at batch 1.")
+@click.option("--batch-runs", type=int, default=10, show_default=True, help="Interleaved rounds at --batch.")
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--no-memory", is_flag=True, help="Skip the per-artifact fresh-process load-time and memory probe.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, json_out, html_out) -> None:
+    """Latency, throughput, load time, memory and size of each ARTIFACT, measured side by side."""
+    from .bench.measure import BenchSettings, benchmark
+    from .fsutil import write_text_atomic
+    from .pipeline.artifacts import artifact_for_file
+    from .report.bench import print_table, write_html
+
+    for name, value, low in (("--threads", threads, 0), ("--batch", batch, 1), ("--runs", runs, 1),
+                             ("--batch-runs", batch_runs, 1), ("--warmup", warmup, 0)):
+        if value < low:
+            raise UserError(f"{name} must be at least {low}, not {value}")
+    arts = [artifact_for_file(p) for p in artifacts]
+    record = benchmark(arts, BenchSettings(threads=threads, batch=batch, runs=runs, batch_runs=batch_runs,
+                                           warmup=warmup, memory=not no_memory))
+    print_table(record)
+    if json_out:
+        err.print(f"wrote {write_text_atomic(json_out, json.dumps(record, indent=2))}")
+    if html_out:
+        err.print(f"wrote {write_html(record, html_out)}")
+
+
 @main.command("run")
 @click.option("--model", "model_name", required=True)
 @click.option("--weights", default="reference", show_default=True,

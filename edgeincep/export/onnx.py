@@ -22,6 +22,7 @@ from ..errors import ExportMismatchError, UserError
 from ..fsutil import atomic_path
 from ..models.registry import ModelSpec, Preprocess, check_input_size
 from .fold import fold_batchnorm
+from .metadata import read_metadata  # noqa: F401 - part of this module's interface
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -69,11 +70,6 @@ def build_metadata(spec: ModelSpec, model: nn.Module, preprocess: Preprocess | i
     }
     meta.update(extra or {})
     return meta
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def preprocess_from_metadata(meta: dict[str, str], path: str | Path = "") -> Preprocess:

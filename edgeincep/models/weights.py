@@ -6,7 +6,6 @@ CheckpointError that names the file and summarises what does not fit.
 """
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, OfflineError
+from ..fsutil import sha256_file
 from .registry import ModelSpec, create_model, get_spec
 
 HUB_PREFIX = "hf-hub:"
@@ -35,14 +35,6 @@ class Checkpoint:
     sha256: str
     # safetensors header metadata; edgeincep writes model/width/num_classes/labels there
     metadata: dict[str, str]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve(source: str) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from ..validate.fallback import brief, fallback_search
 from ..validate.gates import violations
 from ..validate.sensitivity import rank_nodes
 from .export_stage import run_export
+from .meter import StageMeter
 from .validate_stage import select_images, validate
 
 SCHEMA = "edgeincep.run/1"
@@ -135,10 +135,9 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
                  recipe_path: Path | None = None) -> dict:
     out_dir = ensure_writable_dir(out_dir)
     calib_root = calib_dir or default_calibration()
-    stages: dict[str, float] = {}
-    t0 = time.perf_counter()
-    exported = run_export(model_name, weights=weights, out_dir=out_dir, verify_images=calib_root, skip_bad=skip_bad)
-    stages["export"] = time.perf_counter() - t0
+    meter = StageMeter()
+    with meter.stage("export"):
+        exported = run_export(model_name, weights=weights, out_dir=out_dir, verify_images=calib_root, skip_bad=skip_bad)
     fp32 = exported.path
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta, fp32)
@@ -157,25 +156,23 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
             calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad)
             _refuse_overlap(calib_cache[key].paths, images, val_dir)
         calib = calib_cache[key]
-        ts = time.perf_counter()
-        with err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
+        with meter.stage(f"build:{t.name}"), \
+                err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
             art, fb = build_with_fallback(t, fp32, calib, _calib_labels(calib_root, calib, class_names), recipe,
                                           out_dir, threads)
-        if hasattr(t, "references"):
-            # The runtime's own float build, validated and gated like the INT8 one: it proves the
-            # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
-            artifacts.extend(t.references(fp32, recipe, out_dir))
-        stages[f"build:{t.name}"] = time.perf_counter() - ts
+            if hasattr(t, "references"):
+                # The runtime's own float build, validated and gated like the INT8 one: it proves the
+                # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
+                artifacts.extend(t.references(fp32, recipe, out_dir))
         artifacts.append(art)
         fallbacks[art.name] = fb
-    ts = time.perf_counter()
-    record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad, batch_size=val_recipe.batch_size)
-    stages["validate"] = time.perf_counter() - ts
-    ts = time.perf_counter()
-    latency = _latency(fp32, artifacts, pre, threads)
+    with meter.stage("validate"):
+        record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad,
+                          batch_size=val_recipe.batch_size)
+    with meter.stage("latency"):
+        latency = _latency(fp32, artifacts, pre, threads)
     for entry in [record["reference"], *record["artifacts"]]:
         entry["latency"] = latency.get(f"{entry['target']}:{entry['precision']}")
-    stages["latency"] = time.perf_counter() - ts
     failures = []
     for entry in record["artifacts"]:
         budget = Recipe.model_validate(recipes[entry["target"]]).budget
@@ -188,7 +185,7 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
               if calib_cache else None,
               "validation": record, "recipes": recipes,
               "calibration_validation_overlap": 0,
-              "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+              "stage_seconds": meter.seconds(), "stages": meter.stages,
               "passed": not failures}
     path = write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
     page = write_html(report, out_dir / "report.html")

@@ -29,6 +29,10 @@ def _ms(entry: dict) -> str:
     return "—" if not lat else f"{lat['p50_ms']:.2f}"
 
 
+def _mb(v) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
 def _e(s) -> str:
     return html.escape(str(s))
 
@@ -83,7 +87,9 @@ def render(report: dict) -> str:
                      f"flipped predictions{more}</summary><ul>{items}</ul></details>")
     imgs = val["images"]
     cal = report.get("calibration") or {}
-    stages = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:.1f}</td></tr>" for k, v in report["stage_seconds"].items())
+    stage_mem = {k: v.get("peak_rss_mb") for k, v in (report.get("stages") or {}).items()}
+    stages = "".join(f"<tr><td>{_e(k)}</td><td class=n>{v:.1f}</td><td class=n>{_mb(stage_mem.get(k))}</td></tr>"
+                     for k, v in report["stage_seconds"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgeincep: {_e(report['model'])}</title>
 <style>{CSS}</style></head><body>
 <h1>{_e(report['model'])} <span class="badge {'pass' if passed else 'fail'}">{'PASS' if passed else 'FAIL'}</span></h1>
@@ -97,7 +103,7 @@ def render(report: dict) -> str:
 {''.join(f'<img src="{f}">' for f in figs)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
-<h2>Stage times (s)</h2><table>{stages}</table>
+<h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak RSS MB</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
 </body></html>"""
 

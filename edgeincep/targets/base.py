@@ -52,9 +52,12 @@ class Artifact:
         write_text_atomic(self.sidecar(), json.dumps(self.to_dict() | {"cache_key": cache_key}, indent=2))
 
     @classmethod
-    def from_sidecar(cls, path: Path) -> Artifact:
-        d = json.loads(Path(path).read_text())
+    def from_dict(cls, d: dict) -> Artifact:
         return cls(Path(d["path"]), d["target"], d["precision"], d["fmt"], d.get("meta", {}))
+
+    @classmethod
+    def from_sidecar(cls, path: Path) -> Artifact:
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 class Predictor(Protocol):
@@ -74,6 +77,16 @@ class Target(ABC):
 
     @abstractmethod
     def load(self, artifact: Artifact, threads: int = 0) -> Predictor: ...
+
+    @abstractmethod
+    def import_runtime(self) -> None:
+        """Import the runtime's libraries (so a memory probe can tell runtime cost from model cost)."""
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        """The edgeincep.* facts the artifact carries (model, width, preprocessing, labels)."""
+        from ..export.metadata import read_metadata
+
+        return read_metadata(artifact.path)
 
 
 _TARGETS: dict[str, Target] = {}

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..export.onnx import read_metadata
-from ..models.weights import sha256_file
+from ..export.metadata import read_metadata
+from ..fsutil import sha256_file
 from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..quantize.calibration import CalibrationSet
-from ..quantize.onnxruntime import OrtQuantConfig, quantize_onnx
 from ..recipes import Recipe
 from .base import Artifact, Target, register_target
+
+if TYPE_CHECKING:
+    from ..quantize.calibration import CalibrationSet
 
 
 class OrtPredictor:
@@ -39,6 +41,8 @@ class OnnxRuntimeTarget(Target):
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
               float_nodes: list[str] | None = None) -> Artifact:
+        from ..quantize.onnxruntime import OrtQuantConfig, quantize_onnx
+
         cfg = OrtQuantConfig(method=recipe.calibration.method, fmt=recipe.onnxruntime.format,
                              per_channel=recipe.onnxruntime.per_channel, percentile=recipe.calibration.percentile,
                              num_bins=recipe.calibration.num_bins, chunk=recipe.calibration.chunk,
@@ -54,6 +58,9 @@ class OnnxRuntimeTarget(Target):
         art = Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info | {"cache_key": key})
         art.save_sidecar(cache_key=key)
         return art
+
+    def import_runtime(self) -> None:
+        import onnxruntime  # noqa: F401
 
     def load(self, artifact: Artifact, threads: int = 0) -> OrtPredictor:
         return OrtPredictor(artifact.path, threads, artifact.name, artifact.precision)

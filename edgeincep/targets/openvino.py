@@ -13,16 +13,19 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import OutputError
-from ..export.onnx import read_metadata
-from ..models.weights import sha256_file
+from ..export.metadata import read_metadata
+from ..fsutil import sha256_file
 from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..quantize.calibration import CalibrationSet
 from ..recipes import OpenVinoSettings, Recipe
 from .base import Artifact, Target, register_target
+
+if TYPE_CHECKING:
+    from ..quantize.calibration import CalibrationSet
 
 LIBS = ("openvino", "nncf")
 
@@ -254,6 +257,12 @@ class OpenVinoTarget(Target):
             sidecar.unlink()
         return art, {"method": "nncf accuracy control", "float_nodes": log.reverted,
                      "quantized_operations": log.quantized_ops}
+
+    def import_runtime(self) -> None:
+        _ov()
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        return {f"edgeincep.{k}": v for k, v in read_rt_info(artifact.path).items()}
 
     def load(self, artifact: Artifact, threads: int = 0) -> OpenVinoPredictor:
         meta = artifact.meta

@@ -20,6 +20,9 @@ def test_default_job_builds_validates_and_reports(tmp_path, fmnist_val):
     assert report["calibration"]["count"] == 300 and report["validation"]["images"]["count"] == 200
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["schema"] == "edgeincep.run/1"
+    # Every stage says what it cost: wall time and its own peak memory.
+    assert set(saved["stages"]) == {"export", "build:onnxruntime", "validate", "latency"}
+    assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 100 for st in saved["stages"].values())
     page = (tmp_path / "out" / "report.html").read_text()
     assert "inception_resnet_v2" in page and "data:image/png;base64," in page
 

@@ -1,0 +1,102 @@
+"""What a benchmark ran on, and the fastest this machine multiplies: the yardstick for a compute floor.
+
+The floor of a model is its multiply-accumulates divided by the machine's peak MAC rate. The
+peak here is measured, not taken from a data sheet: the best rate of one large GEMM through
+ONNX Runtime's own CPU kernels (MLAS), float32 `MatMul` for float artifacts and uint8 x int8
+`MatMulInteger` for INT8 ones, on the same thread count as the benchmark. A convolution network
+cannot beat its GEMM peak, so `latency / floor` is how far an artifact is from the hardware.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from functools import lru_cache
+
+import numpy as np
+
+from ..pipeline.cache import library_versions
+
+# ISA features that decide which kernels the runtimes pick (VNNI: int8 dot products; BF16/AMX:
+# float runs that are silently not FP32 unless pinned).
+_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+          "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
+BACKEND_LIBS = ("openvino", "nncf", "ai-edge-litert", "tensorflow", "nvidia-modelopt", "tensorrt")
+
+
+def cpu_facts() -> dict:
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    return {"model": info.get("model name") or info.get("Model name") or platform.processor() or "unknown",
+            "machine": platform.machine(), "logical_cpus": os.cpu_count(), "usable_cpus": usable,
+            "mhz": float(info["cpu MHz"]) if "cpu MHz" in info else None,
+            "isa": sorted(f for f in _FLAGS if f in flags)}
+
+
+def _cpuinfo() -> dict[str, str]:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()  # noqa: SIM115 - tiny file
+    except OSError:
+        return {}
+    facts: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in facts:
+            facts[key.strip()] = value.strip()
+    return facts
+
+
+def machine_record(threads: int) -> dict:
+    return {"cpu": cpu_facts(), "threads": threads, "python": platform.python_version(),
+            "libraries": library_versions(BACKEND_LIBS)}
+
+
+def _gemm_model(int8: bool, n: int):
+    from onnx import TensorProto, helper
+
+    a_type, b_type = (TensorProto.UINT8, TensorProto.INT8) if int8 else (TensorProto.FLOAT, TensorProto.FLOAT)
+    node = helper.make_node("MatMulInteger" if int8 else "MatMul", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", a_type, [n, n]),
+                                               helper.make_tensor_value_info("b", b_type, [n, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32 if int8 else TensorProto.FLOAT,
+                                                             [n, n])])
+    # IR 8 (opset 17): older than the newest onnx writes, so every ONNX Runtime still reads it.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@lru_cache(maxsize=8)
+def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best GMAC/s of an n x n x n GEMM on ONNX Runtime's CPU kernels over about `seconds`."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(_gemm_model(int8, n).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    if int8:
+        feeds = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
+    else:
+        feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
+    for _ in range(2):
+        sess.run(None, feeds)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    runs = 0
+    while runs < 5 or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        sess.run(None, feeds)
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return n ** 3 / best / 1e9
+
+
+def peak_record(threads: int) -> dict:
+    return {"fp32_gmacs_per_s": round(peak_gmacs(threads, False), 1),
+            "int8_gmacs_per_s": round(peak_gmacs(threads, True), 1),
+            "how": "best of >= 5 runs of a 1024^3 GEMM on ONNX Runtime's CPU kernels with the benchmark's "
+                   "thread count: float32 MatMul, uint8 x int8 MatMulInteger"}

@@ -1,0 +1,119 @@
+"""`edgeincep bench`: every artifact measured in one run, side by side.
+
+Latency (batch 1) and throughput (batch B) come from interleaved rounds in this process, so
+ratios between artifacts survive a noisy machine; load time and peak memory come from a fresh
+process per artifact (see probe.py); each result is also put against the model's compute
+floor on this machine (see machine.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..console import progress
+from ..targets.base import Artifact, get_target
+from .latency import interleaved_latency
+from .machine import machine_record, peak_record
+from .probe import measure as probe
+
+SCHEMA = "edgeincep.bench/1"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    threads: int = 0          # 0: every core this process may use
+    batch: int = 8            # throughput batch
+    runs: int = 30            # interleaved rounds at batch 1
+    batch_runs: int = 10      # interleaved rounds at `batch`
+    warmup: int = 5
+    memory: bool = True       # the per-artifact fresh-process probe
+
+    def resolved_threads(self) -> int:
+        return self.threads or len(os.sched_getaffinity(0))
+
+
+def model_facts(art: Artifact) -> dict:
+    """Model name, width, classes and input size from the artifact's own metadata, and its MACs."""
+    from ..models.stats import model_stats
+
+    meta = get_target(art.target).metadata(art)
+    pre = json.loads(meta.get("edgeincep.preprocess", "{}"))
+    facts = {"model": meta.get("edgeincep.model"), "input_size": pre.get("input_size")}
+    if facts["model"] and facts["input_size"]:
+        width = float(meta.get("edgeincep.width", "1.0"))
+        classes = int(meta["edgeincep.num_classes"]) if "edgeincep.num_classes" in meta else None
+        st = model_stats(facts["model"], facts["input_size"], width=width, num_classes=classes)
+        facts |= {"width": width, "macs": st["macs"], "params": st["params"]}
+    return facts
+
+
+def _labels(arts: list[Artifact]) -> list[str]:
+    """Short unique names: the file name, with the parent folder where two files share one."""
+    names = [a.path.name for a in arts]
+    return [f"{a.path.parent.name}/{n}" if names.count(n) > 1 else n for a, n in zip(arts, names, strict=True)]
+
+
+def benchmark(arts: list[Artifact], settings: BenchSettings = BenchSettings()) -> dict:
+    threads = settings.resolved_threads()
+    labels = _labels(arts)
+    facts = [model_facts(a) for a in arts]
+    peaks = peak_record(threads)
+    rows = []
+    for art, label, f in zip(arts, labels, facts, strict=True):
+        rows.append({"name": label, **art.to_dict(), **f})
+    if settings.memory:
+        for row, art, f in zip(rows, arts, facts, strict=True):
+            size = f.get("input_size") or 299
+            mem = probe(art, threads=threads, shape=(1, 3, size, size))
+            row["load_s"], row["first_run_s"] = mem["load_s"], mem["first_run_s"]
+            row["memory_mb"] = {"runtime": mem["runtime_mb"], "peak": mem["peak_mb"],
+                                "model": mem["peak_mb"] - mem["runtime_mb"]}
+    predictors = []
+    for art, label in zip(arts, labels, strict=True):
+        pred = get_target(art.target).load(art, threads)
+        pred.name = label
+        predictors.append(pred)
+    sizes = {f.get("input_size") or 299 for f in facts}
+    if len(sizes) > 1:
+        from ..errors import UserError
+
+        raise UserError(f"artifacts take different input sizes ({sorted(sizes)}); bench one model at a time")
+    size = sizes.pop()
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((1, 3, size, size), dtype=np.float32)
+    xb = rng.standard_normal((settings.batch, 3, size, size), dtype=np.float32)
+    with progress() as bar:
+        task = bar.add_task(f"batch 1, {len(arts)} artifacts interleaved", total=settings.runs)
+        lat = interleaved_latency(predictors, x1, runs=settings.runs, warmup=settings.warmup,
+                                  on_round=lambda: bar.advance(task))
+        task = bar.add_task(f"batch {settings.batch}, interleaved", total=settings.batch_runs)
+        thr = interleaved_latency(predictors, xb, runs=settings.batch_runs, warmup=1,
+                                  on_round=lambda: bar.advance(task))
+    for row, pred in zip(rows, predictors, strict=True):
+        row["executed_precision"] = pred.executed_precision
+        row["latency"] = lat[pred.name]
+        row["throughput"] = thr[pred.name]
+        if row.get("macs"):
+            rate = peaks["int8_gmacs_per_s" if row["precision"] == "int8" else "fp32_gmacs_per_s"]
+            row["floor_ms"] = row["macs"] / (rate * 1e9) * 1e3
+            row["x_floor"] = row["latency"]["p50_ms"] / row["floor_ms"]
+    return {"schema": SCHEMA, "machine": machine_record(threads), "peak": peaks,
+            "settings": {**settings.__dict__, "threads": threads}, "results": rows, "ratios": ratios(rows)}
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """INT8 / FP32 batch-1 latency within each runtime (what quantization bought on that runtime)."""
+    out = []
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        base = next((b for b in rows if b["target"] == r["target"] and b["precision"] == "fp32"
+                     and b.get("model") == r.get("model")), None)
+        if base:
+            out.append({"target": r["target"], "int8": r["name"], "fp32": base["name"],
+                        "latency_ratio": r["latency"]["p50_ms"] / base["latency"]["p50_ms"],
+                        "throughput_ratio": r["throughput"]["images_per_s"] / base["throughput"]["images_per_s"]})
+    return out

@@ -1,0 +1,145 @@
+"""`edgeincep bench`: real artifacts of a real (reference) model, measured side by side.
+
+One module-scoped run of the benchmark over ONNX Runtime FP32 + INT8 and OpenVINO FP32 + INT8;
+each test reads one property of that record.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeincep.bench.latency import interleaved_latency
+from edgeincep.bench.measure import BenchSettings, benchmark
+from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+from edgeincep.paths import DEFAULT_CALIBRATION
+from edgeincep.pipeline.artifacts import artifact_for_file
+from edgeincep.pipeline.export_stage import run_export
+from edgeincep.quantize.calibration import load_calibration
+from edgeincep.recipes import Recipe
+from edgeincep.targets.base import get_target
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> list[Path]:
+    out = tmp_path_factory.mktemp("bench")
+    fp32 = run_export("inception_resnet_v1", weights="reference", out_dir=out).path
+    calib = load_calibration(DEFAULT_CALIBRATION, preprocess_from_metadata(read_metadata(fp32)), count=20)
+    recipe = Recipe.model_validate({"openvino": {"accuracy_control": False}})
+    ort_int8 = get_target("onnxruntime").build(fp32, calib, recipe, out)
+    ov = get_target("openvino")
+    (ov_fp32,) = ov.references(fp32, recipe, out)
+    ov_int8 = ov.build(fp32, calib, recipe, out)
+    return [fp32, ort_int8.path, ov_fp32.path, ov_int8.path]
+
+
+@pytest.fixture(scope="module")
+def record(artifacts) -> dict:
+    arts = [artifact_for_file(p) for p in artifacts]
+    return benchmark(arts, BenchSettings(threads=2, batch=4, runs=8, batch_runs=3, warmup=2))
+
+
+def test_every_artifact_is_measured_with_its_stored_and_executed_precision(record):
+    got = [(r["target"], r["precision"]) for r in record["results"]]
+    assert got == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+    ov_int8 = record["results"][3]
+    assert ov_int8["executed_precision"].startswith("int8 (")
+    assert record["results"][2]["executed_precision"] == "f32"  # pinned: no silent bf16
+
+
+def test_latency_percentiles_are_ordered_and_throughput_uses_the_batch(record):
+    for r in record["results"]:
+        lat, thr = r["latency"], r["throughput"]
+        assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
+        assert lat["runs"] == 8 and lat["batch"] == 1
+        assert thr["batch"] == 4
+        assert thr["images_per_s"] == pytest.approx(4e3 / thr["p50_ms"])
+
+
+def test_memory_is_probed_in_a_fresh_process_without_torch(record):
+    for r in record["results"]:
+        mem = r["memory_mb"]
+        # A torch import alone is ~400 MB: a probe that inherited or imported it would show it.
+        assert 20 < mem["runtime"] < 300, mem
+        assert mem["peak"] > mem["runtime"]
+        assert r["load_s"] > 0
+
+
+def test_results_are_put_against_a_measured_compute_floor(record):
+    peak = record["peak"]
+    assert peak["int8_gmacs_per_s"] > peak["fp32_gmacs_per_s"] > 1
+    for r in record["results"]:
+        assert r["model"] == "inception_resnet_v1" and r["input_size"] == 75
+        assert r["macs"] > 1e6
+        # Nothing runs faster than the machine's own GEMM peak: below 1x would be a counting bug.
+        assert r["x_floor"] > 1
+
+
+def test_int8_over_fp32_ratios_are_given_per_runtime(record):
+    assert {r["target"] for r in record["ratios"]} == {"onnxruntime", "openvino"}
+    by = {r["name"]: r for r in record["results"]}
+    for ratio in record["ratios"]:
+        assert ratio["latency_ratio"] == pytest.approx(
+            by[ratio["int8"]]["latency"]["p50_ms"] / by[ratio["fp32"]]["latency"]["p50_ms"])
+
+
+def test_machine_and_library_versions_are_recorded(record):
+    m = record["machine"]
+    assert m["threads"] == 2 and m["cpu"]["logical_cpus"] >= 1
+    assert m["libraries"]["onnxruntime"] != "absent" and m["libraries"]["openvino"] != "absent"
+    assert record["schema"] == "edgeincep.bench/1"
+
+
+class _Recorder:
+    """Records the order predictors are called in: the interleaving is what is under test."""
+
+    def __init__(self, name: str, calls: list[str]):
+        self.name, self.calls, self.executed_precision = name, calls, "fp32"
+
+    def predict(self, x):
+        self.calls.append(self.name)
+        return x
+
+
+def test_rounds_interleave_and_rotate_so_no_artifact_always_runs_first():
+    import numpy as np
+
+    calls: list[str] = []
+    preds = [_Recorder(n, calls) for n in "ABC"]
+    interleaved_latency(preds, np.zeros((1, 1), np.float32), runs=3, warmup=0)
+    assert calls == list("ABCBCACAB")
+
+
+def test_cli_writes_json_and_an_html_page_with_plots(cli, artifacts, tmp_path):
+    res = cli("bench", artifacts[0], artifacts[1], "--runs", "3", "--batch-runs", "2", "--batch", "2",
+              "--no-memory", "--json", tmp_path / "b.json", "--html", tmp_path / "b.html")
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "b.json").read_text())
+    assert [r["precision"] for r in rec["results"]] == ["fp32", "int8"]
+    assert "memory_mb" not in rec["results"][0]
+    page = (tmp_path / "b.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "INT8/FP32 latency" in page
+
+
+def test_cli_refuses_bad_input_with_one_line(cli, artifacts, tmp_path):
+    res = cli("bench", tmp_path / "missing.onnx")
+    assert res.exit_code == 2 and "missing.onnx: artifact not found" in res.output
+    res = cli("bench", artifacts[0], "--batch", "0")
+    assert res.exit_code == 2 and "--batch must be at least 1" in res.output
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    res = cli("bench", tmp_path / "m.tflite")
+    assert res.exit_code == 2 and "unknown artifact type '.tflite'" in res.output
+
+
+def test_precision_of_a_file_without_sidecar_is_read_from_the_graph(artifacts, tmp_path):
+    import shutil
+
+    for src, want in ((artifacts[0], "fp32"), (artifacts[1], "int8")):
+        bare = tmp_path / f"bare.{want}.onnx"
+        shutil.copy(src, bare)
+        assert artifact_for_file(bare).precision == want
+    xml = tmp_path / "bare.xml"
+    shutil.copy(artifacts[3], xml)
+    shutil.copy(Path(artifacts[3]).with_suffix(".bin"), xml.with_suffix(".bin"))
+    assert artifact_for_file(xml).precision == "int8"

@@ -1,0 +1,32 @@
+"""Each pipeline stage reports its own wall time and its own memory peak, not the process's."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from edgeincep.pipeline.meter import StageMeter
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-stage peaks need Linux /proc")
+
+
+def test_a_stage_that_allocates_shows_it_and_the_next_stage_starts_from_a_reset_peak():
+    meter = StageMeter()
+    with meter.stage("big"):
+        block = np.ones(300 * 2**20 // 8)  # 300 MB, touched
+        del block
+    with meter.stage("small"):
+        sum(range(1000))
+    big, small = meter.stages["big"], meter.stages["small"]
+    assert big["peak_rss_mb"] - big["start_rss_mb"] > 250
+    assert small["peak_is"] == "this stage"
+    assert small["peak_rss_mb"] - small["start_rss_mb"] < 50
+    assert meter.seconds() == {"big": big["seconds"], "small": small["seconds"]}
+
+
+def test_a_failing_stage_is_still_measured():
+    meter = StageMeter()
+    with pytest.raises(ValueError), meter.stage("broken"):
+        raise ValueError("boom")
+    assert meter.stages["broken"]["seconds"] >= 0
