@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..console import progress
+from ..errors import UserError
 from ..targets.base import Artifact, get_target
 from .latency import interleaved_latency
 from .machine import machine_record, peak_record
@@ -70,17 +71,15 @@ def benchmark(arts: list[Artifact], settings: BenchSettings = BenchSettings()) -
             mem = probe(art, threads=threads, shape=(1, 3, size, size))
             row["load_s"], row["first_run_s"] = mem["load_s"], mem["first_run_s"]
             row["memory_mb"] = {"runtime": mem["runtime_mb"], "peak": mem["peak_mb"],
-                                "model": mem["peak_mb"] - mem["runtime_mb"]}
-    predictors = []
-    for art, label in zip(arts, labels, strict=True):
-        pred = get_target(art.target).load(art, threads)
-        pred.name = label
-        predictors.append(pred)
+                                "model": mem["peak_mb"] - mem["runtime_mb"], "torch_imported": mem["torch_imported"]}
     sizes = {f.get("input_size") or 299 for f in facts}
     if len(sizes) > 1:
-        from ..errors import UserError
-
         raise UserError(f"artifacts take different input sizes ({sorted(sizes)}); bench one model at a time")
+    predictors = []
+    for art, label in zip(arts, labels, strict=True):
+        pred = _load(art, threads)
+        pred.name = label
+        predictors.append(pred)
     size = sizes.pop()
     rng = np.random.default_rng(0)
     x1 = rng.standard_normal((1, 3, size, size), dtype=np.float32)
@@ -102,6 +101,14 @@ def benchmark(arts: list[Artifact], settings: BenchSettings = BenchSettings()) -
             row["x_floor"] = row["latency"]["p50_ms"] / row["floor_ms"]
     return {"schema": SCHEMA, "machine": machine_record(threads), "peak": peaks,
             "settings": {**settings.__dict__, "threads": threads}, "results": rows, "ratios": ratios(rows)}
+
+
+def _load(art: Artifact, threads: int):
+    try:
+        return get_target(art.target).load(art, threads)
+    except Exception as e:  # noqa: BLE001 - each runtime raises its own types for a file it cannot read
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{art.target} cannot load it: {first[:300]}", art.path) from None
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -23,6 +23,7 @@ from ..validate.fallback import brief, fallback_search
 from ..validate.gates import violations
 from ..validate.sensitivity import rank_nodes
 from .export_stage import run_export
+from .lock import output_lock
 from .meter import StageMeter
 from .validate_stage import select_images, validate
 
@@ -134,6 +135,13 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
                  recipe_path: Path | None = None) -> dict:
     out_dir = ensure_writable_dir(out_dir)
+    with output_lock(out_dir):
+        return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
+                    out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path)
+
+
+def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
+         limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None) -> dict:
     calib_root = calib_dir or default_calibration()
     meter = StageMeter()
     with meter.stage("export"):

@@ -61,6 +61,7 @@ def test_memory_is_probed_in_a_fresh_process_without_torch(record):
     for r in record["results"]:
         mem = r["memory_mb"]
         # A torch import alone is ~400 MB: a probe that inherited or imported it would show it.
+        assert not mem["torch_imported"]
         assert 20 < mem["runtime"] < 300, mem
         assert mem["peak"] > mem["runtime"]
         assert r["load_s"] > 0
@@ -127,6 +128,10 @@ def test_cli_refuses_bad_input_with_one_line(cli, artifacts, tmp_path):
     assert res.exit_code == 2 and "missing.onnx: artifact not found" in res.output
     res = cli("bench", artifacts[0], "--batch", "0")
     assert res.exit_code == 2 and "--batch must be at least 1" in res.output
+    broken = tmp_path / "broken.fp32.onnx"
+    broken.write_bytes(Path(artifacts[0]).read_bytes()[:5000])
+    res = cli("bench", broken, "--no-memory")
+    assert res.exit_code == 2 and "broken.fp32.onnx: not a readable ONNX model" in res.output
     (tmp_path / "m.tflite").write_bytes(b"x")
     res = cli("bench", tmp_path / "m.tflite")
     assert res.exit_code == 2 and "unknown artifact type '.tflite'" in res.output

@@ -45,6 +45,18 @@ def test_calibration_images_inside_the_validation_set_are_refused(tmp_path, labe
                      calib_dir=labelled_dir, out_dir=tmp_path / "out")
 
 
+def test_a_second_run_on_the_same_output_directory_is_refused_naming_the_holder(tmp_path, fmnist_val):
+    from edgeincep.errors import OutputError
+    from edgeincep.pipeline.lock import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with output_lock(out), pytest.raises(OutputError, match=r"another edgeincep run holds .* \(pid \d+ on "):
+        run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
+                     calib_dir=None, out_dir=out, limit=10)
+    assert not list(out.glob("*.onnx"))  # refused before anything was written
+
+
 def test_openvino_job_validates_its_own_fp32_ir_beside_the_int8_one(tmp_path, fmnist_val):
     recipe = tmp_path / "ov.yaml"
     recipe.write_text("openvino: {accuracy_control: false}\nfallback: {enabled: false}\n"
