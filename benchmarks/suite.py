@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,8 @@ def timed(cmd: list[str], log: Path) -> dict:
 
 
 def one_model(model: str, out: Path, val: Path, threads: int, runs: int) -> dict:
+    # From scratch every time: the pipeline's stage cache would otherwise hide what the stages cost.
+    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     print(f"== {model}: pipeline (export, every CPU target, validation) ...", flush=True)
     run = timed([*EDGEINCEP, "run", "--model", model, "--weights", "synthetic", "--val", str(val), "--out", str(out),
@@ -50,7 +53,11 @@ def one_model(model: str, out: Path, val: Path, threads: int, runs: int) -> dict
                    "--json", str(out / "bench.json"), "--html", str(out / "bench.html")], out / "bench.log")
     if bench["rc"] != 0:
         sys.exit(f"{model}: edgeincep bench failed (exit {bench['rc']}); see {bench['log']}")
-    return {"model": model, "pipeline": {**run, "stages": report.get("stages", {})},
+    stages = report.get("stages", {})
+    # The run resets its RSS high-water mark at each stage (to measure stages apart), so the kernel's
+    # figure at exit covers only the last stage: the run's peak is the largest of all of them.
+    run["peak_rss_mb"] = round(max([run["peak_rss_mb"], *(st.get("peak_rss_mb") or 0 for st in stages.values())]), 1)
+    return {"model": model, "pipeline": {**run, "stages": stages},
             "bench": json.loads((out / "bench.json").read_text())}
 
 

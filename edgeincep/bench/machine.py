@@ -69,7 +69,7 @@ def _gemm_model(int8: bool, n: int):
 
 
 @lru_cache(maxsize=8)
-def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 1.0) -> float:
+def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 2.0) -> float:
     """Best GMAC/s of an n x n x n GEMM on ONNX Runtime's CPU kernels over about `seconds`."""
     import onnxruntime as ort
 
@@ -95,8 +95,36 @@ def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 1.0) ->
     return n ** 3 / best / 1e9
 
 
+@lru_cache(maxsize=8)
+def numpy_fp32_gmacs(threads: int, n: int = 2048, seconds: float = 1.0) -> float:
+    """Best GMAC/s of numpy's float32 matmul (its BLAS), limited to `threads` where threadpoolctl is present."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the BLAS then uses its own default, at most every core
+        threadpool_limits = None
+    ctx = threadpool_limits(limits=threads) if threadpool_limits and threads else None
+    try:
+        a @ b
+        best, runs, end = float("inf"), 0, time.perf_counter() + seconds
+        while runs < 3 or time.perf_counter() < end:
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+            runs += 1
+    finally:
+        if ctx is not None:
+            ctx.unregister()
+    return n ** 3 / best / 1e9
+
+
 def peak_record(threads: int) -> dict:
-    return {"fp32_gmacs_per_s": round(peak_gmacs(threads, False), 1),
-            "int8_gmacs_per_s": round(peak_gmacs(threads, True), 1),
-            "how": "best of >= 5 runs of a 1024^3 GEMM on ONNX Runtime's CPU kernels with the benchmark's "
-                   "thread count: float32 MatMul, uint8 x int8 MatMulInteger"}
+    # The floor needs the machine's peak, and any one GEMM kernel can fall short of it (ORT's fp32
+    # NCHWc convolutions beat its own MatMul here), so the float peak is the best of two BLAS.
+    fp32 = max(peak_gmacs(threads, False), numpy_fp32_gmacs(threads))
+    return {"fp32_gmacs_per_s": round(fp32, 1), "int8_gmacs_per_s": round(peak_gmacs(threads, True), 1),
+            "how": "best of several runs at the benchmark's thread count: float32 = the faster of ONNX Runtime's "
+                   "1024^3 MatMul and numpy's 2048^3 matmul; int8 = ONNX Runtime's 1024^3 uint8 x int8 "
+                   "MatMulInteger"}

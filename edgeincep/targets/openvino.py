@@ -118,6 +118,30 @@ def _dataset(calib: CalibrationSet, labels: np.ndarray | None = None):
     return nncf.Dataset(items, lambda item: item[0])
 
 
+def activation_mb_per_image(fp32: Path) -> float:
+    """Every intermediate float32 tensor of one image, summed, from ONNX shape inference."""
+    import math
+
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
+    total = 0
+    for vi in model.graph.value_info:
+        total += math.prod(d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim)
+    return total * 4 / 2**20
+
+
+def fast_bias_correction(s: OpenVinoSettings, fp32: Path, n_calib: int) -> tuple[bool, str]:
+    """Resolve the recipe's choice; "auto" estimates what full bias correction would hold in memory."""
+    if s.fast_bias_correction != "auto":
+        return bool(s.fast_bias_correction), "set by the recipe"
+    samples = max(int(n_calib * 0.2), 1)  # NNCF's full bias correction uses 20% of subset_size
+    need = activation_mb_per_image(fp32) * samples
+    if need <= s.bias_correction_memory_mb:
+        return False, f"auto: full ({need:,.0f} MB of activations for {samples} images fits {s.bias_correction_memory_mb} MB)"
+    return True, f"auto: fast (full would hold ~{need:,.0f} MB of activations, over {s.bias_correction_memory_mb} MB)"
+
+
 def _advanced(s: OpenVinoSettings):
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
@@ -201,14 +225,15 @@ class OpenVinoTarget(Target):
         def build():
             preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
             ignored = nncf.IgnoredScope(names=list(float_nodes), validate=False) if float_nodes else None
+            fast, why = fast_bias_correction(s, Path(fp32), len(calib))
             q = nncf.quantize(_convert(fp32), _dataset(calib), preset=preset, subset_size=len(calib),
-                              fast_bias_correction=s.fast_bias_correction, ignored_scope=ignored,
+                              fast_bias_correction=fast, ignored_scope=ignored,
                               advanced_parameters=_advanced(s))
             _save(q, out, compress_fp16=s.compress_fp16)
             return self._artifact(out, "int8", "openvino-ir-int8", s,
                                   {"method": "nncf.quantize", "preset": s.preset, "calibration_images": len(calib),
                                    "activation_ranges": s.activation_ranges,
-                                   "fast_bias_correction": s.fast_bias_correction,
+                                   "fast_bias_correction": fast, "bias_correction_choice": why,
                                    "float_nodes": list(float_nodes or [])})
 
         return self._cached(out, key, build)
@@ -241,7 +266,7 @@ class OpenVinoTarget(Target):
             q = nncf.quantize_with_accuracy_control(
                 _convert(fp32), data, data, top1, max_drop=recipe.budget.max_top1_drop / 100,
                 drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=len(calib),
-                fast_bias_correction=s.fast_bias_correction,
+                fast_bias_correction=fast_bias_correction(s, Path(fp32), len(calib))[0],
                 advanced_quantization_parameters=_advanced(s),
                 advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                     max_num_iterations=s.max_reverted, num_ranking_workers=1))

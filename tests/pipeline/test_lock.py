@@ -10,8 +10,8 @@ import pytest
 from edgeincep.errors import OutputError
 from edgeincep.pipeline.lock import LOCK_NAME, output_lock
 
-HOLD = "import sys, time; from pathlib import Path; from edgeincep.pipeline.lock import output_lock\n" \
-       "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n"
+HOLD = ("import sys, time; from pathlib import Path; from edgeincep.pipeline.lock import output_lock\n"
+        "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
 
 
 def _holder(tmp_path):

@@ -106,3 +106,17 @@ def test_accuracy_control_reverts_layers_until_the_budget_holds(fp32, tmp_path):
     ref = OrtPredictor(fp32).predict(calib.x)
     acc = lambda out: (out.argmax(1) == labels).mean()  # noqa: E731
     assert acc(OV.load(art).predict(calib.x)) >= acc(ref)
+
+
+def test_auto_bias_correction_is_full_for_small_activations_and_fast_when_they_would_not_fit(fp32):
+    from edgeincep.recipes import OpenVinoSettings
+    from edgeincep.targets.openvino import activation_mb_per_image, fast_bias_correction
+
+    per_image = activation_mb_per_image(fp32)
+    assert 0.5 < per_image < 20  # the 1/8-width reference net at 75 px
+    fast, why = fast_bias_correction(OpenVinoSettings(), fp32, 300)
+    assert fast is False and why.startswith("auto: full")
+    # 3000 calibration images -> 600 held for full bias correction: > 300 MB, over a 64 MB allowance
+    fast, why = fast_bias_correction(OpenVinoSettings(bias_correction_memory_mb=64), fp32, 3000)
+    assert fast is True and "over 64 MB" in why
+    assert fast_bias_correction(OpenVinoSettings(fast_bias_correction=True), fp32, 300) == (True, "set by the recipe")
