@@ -62,12 +62,18 @@ def size_bars(sizes: dict[str, float]) -> str:
     return _png(fig)
 
 
-def latency_bars(rows: list[dict]) -> str:
-    """Batch-1 latency per artifact: p50 bar, p90-p99 whisker, and the compute floor as a tick."""
+def _artifact_bars(rows: list[dict], values: list[float]):
+    """One horizontal bar per artifact, float blue and INT8 orange, first artifact on top."""
     fig, ax = plt.subplots(figsize=(8, 0.7 + 0.5 * len(rows)))
-    names = [r["name"] for r in rows]
-    p50 = [r["latency"]["p50_ms"] for r in rows]
-    ax.barh(names, p50, color=["#dd8452" if r["precision"] == "int8" else "#4c72b0" for r in rows])
+    ax.barh([r["name"] for r in rows], values,
+            color=["#dd8452" if r["precision"] == "int8" else "#4c72b0" for r in rows])
+    ax.invert_yaxis()
+    return fig, ax
+
+
+def latency_bars(rows: list[dict]) -> str:
+    """Batch-1 latency per artifact: p50 bar, p90 and p99 ticks, and the compute floor in red."""
+    fig, ax = _artifact_bars(rows, [r["latency"]["p50_ms"] for r in rows])
     for i, r in enumerate(rows):
         lat = r["latency"]
         ax.plot([lat["p50_ms"], lat["p99_ms"]], [i, i], color="black", lw=1)
@@ -79,21 +85,17 @@ def latency_bars(rows: list[dict]) -> str:
             label += f" ({r['x_floor']:.1f}x floor)"
         ax.text(lat["p99_ms"], i, label, va="center", fontsize=8)
     ax.set_xlabel("batch-1 latency, ms (bar: p50; ticks: p90, p99; red: compute floor)")
-    ax.invert_yaxis()
     ax.set_xlim(0, max(r["latency"]["p99_ms"] for r in rows) * 1.45)
     ax.set_title("Latency (blue: float, orange: INT8)")
     return _png(fig)
 
 
 def throughput_bars(rows: list[dict]) -> str:
-    fig, ax = plt.subplots(figsize=(8, 0.7 + 0.5 * len(rows)))
-    names = [r["name"] for r in rows]
     ips = [r["throughput"]["images_per_s"] for r in rows]
-    ax.barh(names, ips, color=["#dd8452" if r["precision"] == "int8" else "#4c72b0" for r in rows])
+    fig, ax = _artifact_bars(rows, ips)
     for i, v in enumerate(ips):
         ax.text(v, i, f" {v:.1f}/s", va="center", fontsize=8)
     ax.set_xlabel(f"images per second at batch {rows[0]['throughput']['batch']}")
     ax.set_xlim(0, max(ips) * 1.25)
-    ax.invert_yaxis()
     ax.set_title("Throughput")
     return _png(fig)
