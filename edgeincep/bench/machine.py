@@ -1,9 +1,9 @@
 """What a benchmark ran on, and the fastest this machine multiplies: the yardstick for a compute floor.
 
 The floor of a model is its multiply-accumulates divided by the machine's peak MAC rate. The
-peak here is measured, not taken from a data sheet: the best rate of one large GEMM through
-ONNX Runtime's own CPU kernels (MLAS), float32 `MatMul` for float artifacts and uint8 x int8
-`MatMulInteger` for INT8 ones, on the same thread count as the benchmark. A convolution network
+peak here is measured, not taken from a data sheet: the best rate of a large GEMM at the
+benchmark's thread count, for float artifacts the faster of ONNX Runtime's float32 `MatMul` and
+numpy's BLAS, for INT8 ones ONNX Runtime's uint8 x int8 `MatMulInteger`. A convolution network
 cannot beat its GEMM peak, so `latency / floor` is how far an artifact is from the hardware.
 """
 from __future__ import annotations
@@ -68,6 +68,17 @@ def _gemm_model(int8: bool, n: int):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def _best_seconds(run, min_runs: int, seconds: float) -> float:
+    """Fastest of at least `min_runs` calls of `run`, going on for about `seconds`."""
+    best, runs, end = float("inf"), 0, time.perf_counter() + seconds
+    while runs < min_runs or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return best
+
+
 @lru_cache(maxsize=8)
 def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 2.0) -> float:
     """Best GMAC/s of an n x n x n GEMM on ONNX Runtime's CPU kernels over about `seconds`."""
@@ -82,17 +93,8 @@ def peak_gmacs(threads: int, int8: bool, n: int = 1024, seconds: float = 2.0) ->
         feeds = {"a": rng.integers(0, 256, (n, n), dtype=np.uint8), "b": rng.integers(-128, 128, (n, n), dtype=np.int8)}
     else:
         feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
-    for _ in range(2):
-        sess.run(None, feeds)
-    best = float("inf")
-    end = time.perf_counter() + seconds
-    runs = 0
-    while runs < 5 or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        best = min(best, time.perf_counter() - t0)
-        runs += 1
-    return n ** 3 / best / 1e9
+    sess.run(None, feeds)
+    return n ** 3 / _best_seconds(lambda: sess.run(None, feeds), 5, seconds) / 1e9
 
 
 @lru_cache(maxsize=8)
@@ -108,12 +110,7 @@ def numpy_fp32_gmacs(threads: int, n: int = 2048, seconds: float = 1.0) -> float
     ctx = threadpool_limits(limits=threads) if threadpool_limits and threads else None
     try:
         a @ b
-        best, runs, end = float("inf"), 0, time.perf_counter() + seconds
-        while runs < 3 or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-            runs += 1
+        best = _best_seconds(lambda: a @ b, 3, seconds)
     finally:
         if ctx is not None:
             ctx.unregister()

@@ -65,22 +65,21 @@ def benchmark(arts: list[Artifact], settings: BenchSettings = BenchSettings()) -
     rows = []
     for art, label, f in zip(arts, labels, facts, strict=True):
         rows.append({"name": label, **art.to_dict(), **f})
+    sizes = {f.get("input_size") or 299 for f in facts}
+    if len(sizes) > 1:
+        raise UserError(f"artifacts take different input sizes ({sorted(sizes)}); bench one model at a time")
+    size = sizes.pop()
     if settings.memory:
-        for row, art, f in zip(rows, arts, facts, strict=True):
-            size = f.get("input_size") or 299
+        for row, art in zip(rows, arts, strict=True):
             mem = probe(art, threads=threads, shape=(1, 3, size, size))
             row["load_s"], row["first_run_s"] = mem["load_s"], mem["first_run_s"]
             row["memory_mb"] = {"runtime": mem["runtime_mb"], "peak": mem["peak_mb"],
                                 "model": mem["peak_mb"] - mem["runtime_mb"], "torch_imported": mem["torch_imported"]}
-    sizes = {f.get("input_size") or 299 for f in facts}
-    if len(sizes) > 1:
-        raise UserError(f"artifacts take different input sizes ({sorted(sizes)}); bench one model at a time")
     predictors = []
     for art, label in zip(arts, labels, strict=True):
         pred = _load(art, threads)
         pred.name = label
         predictors.append(pred)
-    size = sizes.pop()
     rng = np.random.default_rng(0)
     x1 = rng.standard_normal((1, 3, size, size), dtype=np.float32)
     xb = rng.standard_normal((settings.batch, 3, size, size), dtype=np.float32)

@@ -16,19 +16,16 @@ import time
 import numpy as np
 
 from ..errors import UserError
+from ..pipeline.meter import status_mb
 from ..targets.base import Artifact
 
 
 def _maxrss_mb() -> float:
     """This process image's peak RSS. Not getrusage's ru_maxrss: Linux carries that across
     fork + exec, so a child would report its (torch-laden) parent's size."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 
 
-def _status_mb(field: str) -> float | None:
+def status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM, ...) in MB; None where there is none."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
@@ -38,13 +39,13 @@ class StageMeter:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         own_peak = _reset_peak()
-        start_mb = _status_mb("VmRSS")
+        start_mb = status_mb("VmRSS")
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self.stages[name] = {"seconds": round(time.perf_counter() - t0, 2), "start_rss_mb": start_mb,
-                                 "peak_rss_mb": _status_mb("VmHWM"),
+                                 "peak_rss_mb": status_mb("VmHWM"),
                                  "peak_is": "this stage" if own_peak else "process so far"}
 
     def seconds(self) -> dict[str, float]:
