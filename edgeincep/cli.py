@@ -5,29 +5,53 @@ exit code; a traceback appears only with --debug.
 """
 from __future__ import annotations
 
+import errno
 import json
+import signal
 import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from . import __version__
 from .console import err, out
-from .errors import UserError
+from .errors import OutputError, UnexpectedError, UserError
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except UserError as e:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            sys.exit(e.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits print themselves
         except KeyboardInterrupt:
+            # A second Ctrl-C while we clean up and say so must not turn into a traceback or a death by signal.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             err.print("[bold red]interrupted[/]: no partial artifact was kept")
             sys.exit(130)
+        except Exception as e:  # the one place every failure becomes one line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            user = e if isinstance(e, UserError) else _as_user_error(e)
+            err.print(f"[bold red]error:[/] {escape(str(user))}", highlight=False, soft_wrap=True)
+            sys.exit(user.exit_code)
+
+
+# Errors that mean "this output cannot be written here", whichever library hit them.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _as_user_error(e: Exception) -> UserError:
+    """One line for what no UserError caught: an unwritable output, else a labelled unexpected error."""
+    if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:
+        return OutputError(f"cannot write ({e.strerror})", e.filename) if e.filename else \
+            OutputError(f"cannot write output ({e.strerror})")
+    if isinstance(e, MemoryError):
+        return UnexpectedError("out of memory; try a smaller --limit, batch size or calibration.chunk")
+    first = " ".join(str(e).split())[:300] or "no message"
+    return UnexpectedError(f"unexpected {type(e).__name__}: {first} (a bug or an unrecognised failure; "
+                           "rerun with --debug for the traceback)")
 
 
 @click.group(cls=_Group)
@@ -201,8 +225,14 @@ def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, js
               help="Recipe YAML (default: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml).")
 def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
+    from .data.folders import scan_folder
     from .pipeline.run import run_pipeline
+    from .recipes import load_recipe_file
 
+    # Fail in the first second, not after the export: a bad recipe or validation folder is known up front.
+    if recipe_path is not None:
+        load_recipe_file(recipe_path)
+    scan_folder(val_dir)
     run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                  out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path)
 
@@ -251,6 +281,66 @@ def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_s
         write_card(card, out_path, facts, init_card)
     out.print(f"[green]wrote[/] {out_path}: test top-1 {facts['top1']:.2%}, top-5 {facts['top5']:.2%} "
               f"after {epochs} epochs in {facts['wall_minutes']:.1f} min")
+
+
+@main.command("deploy")
+@click.argument("bundle", required=False, type=click.Path(path_type=Path))
+@click.option("--host", "host", required=True, help="user@host (or host: your user name); an IPv6 address in [].")
+@click.option("--port", type=int, default=None, help="SSH port (default 22).")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Private key to log in with (default: ssh-agent, then ~/.ssh/id_*).")
+@click.option("--known-hosts", "known_hosts", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="known_hosts file to check and record host keys in (default: ~/.ssh/known_hosts).")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record the key of a host known_hosts has no key for (never a changed key).")
+@click.option("--dest", default="~/edgeincep", show_default=True, help="Deploy root on the device.")
+@click.option("--check", is_flag=True, help="Run the bundle's check on the device; switch in only if top-1 matches.")
+@click.option("--rollback", is_flag=True, help="Make the previous version current again (BUNDLE or --name).")
+@click.option("--status", "show_status", is_flag=True, help="Show and re-verify what is deployed (BUNDLE or --name).")
+@click.option("--name", default=None, help="Bundle name on the device, for --rollback/--status without BUNDLE.")
+@click.option("--remote-python", default="python3", show_default=True, help="Python 3.8+ on the device.")
+def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, dest, check, rollback, show_status,
+               name, remote_python) -> None:
+    """Copy BUNDLE to a device over SSH, verify it there and switch it in atomically (previous kept)."""
+    from .deploy import report, ssh
+
+    target = ssh.parse_target(host, port)
+    hosts = ssh.KnownHosts(known_hosts or ssh.default_known_hosts(),
+                           () if known_hosts else (ssh.GLOBAL_KNOWN_HOSTS,))
+    common = {"dest": dest, "known_hosts": hosts, "identity": identity, "remote_python": remote_python}
+    if rollback or show_status:
+        if rollback and show_status:
+            raise UserError("--rollback and --status do not go together")
+        label = name or (bundle.name.removesuffix(".tar.gz") if bundle else None)
+        if not label:
+            raise UserError("name the bundle: BUNDLE or --name NAME")
+        if rollback:
+            report.print_rollback(ssh.rollback(label, target, **common))
+        else:
+            report.print_status(ssh.status(label, target, **common))
+        return
+    if bundle is None:
+        raise UserError("missing BUNDLE (a bundle folder or its .tar.gz)")
+    with report.upload_progress(target.label) as (on_start, on_bytes):
+        result = ssh.deploy(bundle, target, accept_new=accept_new_host_key, check=check, on_start=on_start,
+                            on_bytes=on_bytes, **common)
+    report.print_deploy(result)
+
+
+@main.command("bundle")
+@click.option("--device", type=click.Choice(["rpi", "coral", "jetson", "intel"]), required=True)
+@click.argument("artifact", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to pick the sample images for `run.py --check` (default: the validation folder in "
+                   "report.json beside the artifact, else the shipped calibration set).")
+@click.option("--threads", type=int, default=0)
+def bundle_cmd(device, artifact, out_dir, images_dir, threads) -> None:
+    """Write a device bundle (folder + .tar.gz) for one artifact: model, runner, labels, preprocessing, README."""
+    from .bundle.devices import bundle_artifact
+
+    res = bundle_artifact(device, artifact, out_dir, images_dir=images_dir, threads=threads)
+    out.print(f"[green]wrote[/] {res.folder} and {res.archive} ({len(res.manifest['files'])} files)")
 
 
 if __name__ == "__main__":  # pragma: no cover

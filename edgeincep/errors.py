@@ -40,6 +40,19 @@ class OutputError(UserError):
     exit_code = 7
 
 
+class UnexpectedError(UserError):
+    """Not a known user mistake (a bug, or a library failing in a way edgeincep does not recognise):
+    still one line, with the traceback behind --debug."""
+
+    exit_code = 1
+
+
+class ConversionError(UserError):
+    """A converter (onnx2tf, TensorFlow's TFLite converter, ...) could not turn the model into its format."""
+
+    exit_code = 8
+
+
 class GateError(UserError):
     """The artifact moved further from FP32 than the recipe's drift budget allows."""
 

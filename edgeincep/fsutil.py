@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,11 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temp path in the destination's directory; rename it over `final` only on success."""
     final = Path(final)
     ensure_writable_dir(final.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    sweep_stale_parts(final)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner()}.", suffix=".part", dir=final.parent)
+    except OSError as e:
+        raise OutputError(f"could not write ({e.strerror or e})", final) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -40,6 +46,41 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _owner() -> str:
+    # host and pid in the temp name let a later run tell a dead writer's leftover from a live one's file
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+def sweep_stale_parts(final: str | Path) -> list[Path]:
+    """Delete temp files for `final` left by a writer on this host that no longer runs (kill -9, power loss).
+
+    They never count as artifacts (hidden, `.part`), but each can be as large as the model; a live
+    writer's file, or one from another host sharing the folder, is left alone.
+    """
+    final = Path(final)
+    host = socket.gethostname().replace(".", "_")
+    removed = []
+    for part in final.parent.glob(f".{glob.escape(final.name)}.*.part"):
+        owner = part.name[len(final.name) + 2:].split(".", 1)[0]
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            part.unlink()
+            removed.append(part)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _umask() -> int:

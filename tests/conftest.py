@@ -9,7 +9,12 @@ import torch
 from click.testing import CliRunner
 
 from edgeincep.cli import main
+from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.paths import DEFAULT_CALIBRATION
+from edgeincep.pipeline.export_stage import run_export
+from edgeincep.quantize.calibration import load_calibration
+from edgeincep.recipes import Recipe
+from edgeincep.targets.base import get_target
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 
@@ -56,3 +61,33 @@ def fmnist_val(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fmnist") / "val"
     fm.write_folder(x, y, fm.balanced_indices(y, 50, seed=0), out, "test")
     return out
+
+
+# One export and one set of .tflite conversions of the reference Inception-ResNet-v1, shared by the TFLite,
+# Edge TPU and device-bundle tests (each conversion costs seconds of TensorFlow).
+@pytest.fixture(scope="session")
+def tflite_fp32_onnx(tmp_path_factory) -> Path:
+    return run_export("inception_resnet_v1", weights="reference", out_dir=tmp_path_factory.mktemp("tflite")).path
+
+
+@pytest.fixture(scope="session")
+def tflite_calib(tflite_fp32_onnx):
+    pre = preprocess_from_metadata(read_metadata(tflite_fp32_onnx))
+    # The recipe defaults (300 images, seed 0), so a pipeline run over the same directory reuses these builds.
+    return load_calibration(DEFAULT_CALIBRATION, pre, count=300, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tflite_floats(tflite_fp32_onnx) -> dict:
+    arts = get_target("tflite").references(tflite_fp32_onnx, Recipe(), tflite_fp32_onnx.parent)
+    return {a.precision: a for a in arts}
+
+
+@pytest.fixture(scope="session")
+def tflite_int8(tflite_fp32_onnx, tflite_calib):
+    return get_target("tflite").build(tflite_fp32_onnx, tflite_calib, Recipe(), tflite_fp32_onnx.parent)
+
+
+@pytest.fixture(scope="session")
+def edgetpu_int8(tflite_fp32_onnx, tflite_calib):
+    return get_target("edgetpu").build(tflite_fp32_onnx, tflite_calib, Recipe(), tflite_fp32_onnx.parent)

@@ -7,6 +7,7 @@ stays free of torch/torchvision: resize the shorter side to floor(size / crop_pc
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from pathlib import Path
 
@@ -16,9 +17,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import DataError
 from ..models.registry import Preprocess
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # 89.5 Mpx (Pillow's own default): larger headers are refused before any pixels are decoded.
 MAX_PIXELS = 89_478_485
+# Preprocessing scales the shorter side to ~85-375 px, so the resized long side grows with the aspect
+# ratio: a 2x200000 PNG (a 1 KB file) needed 3.5 GB and 9 s before this bound. 100:1 caps that at
+# ~40 MB while admitting any real photo, panorama or scan.
+MAX_ASPECT = 100
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 
@@ -50,11 +55,17 @@ def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     try:
         with warnings.catch_warnings():
+            # Pillow warns (two lines each) about recoverable damage such as corrupt EXIF; over a 10k
+            # folder that buries the one line that matters. Bombs stay errors.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise BadImage(f"{img.width}x{img.height} image exceeds {MAX_PIXELS} pixels "
                                    "(decompression-bomb guard)", path)
+                if min(img.size) < 1 or max(img.size) > MAX_ASPECT * min(img.size):
+                    raise BadImage(f"{img.width}x{img.height} px: aspect ratio beyond {MAX_ASPECT}:1 "
+                                   "(resizing it would need far too much memory)", path)
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
@@ -63,8 +74,12 @@ def load_image(path: str | Path) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImage(f"refused, too many pixels (decompression-bomb guard: {e})", path) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
-        reason = "not a recognised image" if isinstance(e, UnidentifiedImageError) else f"corrupt or truncated ({e})"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
+            ZeroDivisionError, MemoryError) as e:
+        # Pillow's decoders raise all of these on hostile or damaged bytes (struct.error and IndexError from
+        # header parsers, MemoryError from a header asking for a huge palette or strip).
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        reason = "not a recognised image" if isinstance(e, UnidentifiedImageError) else f"corrupt or truncated ({detail})"
         if path.exists() and path.stat().st_size == 0:
             reason = "empty file (0 bytes)"
         raise BadImage(reason, path) from None

@@ -3,9 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
+
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise UserError("ONNX model not found", path) from None
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, OSError, ValueError: all mean "not an ONNX file"
+        detail = " ".join(str(e).split())[:150] or type(e).__name__
+        raise UserError(f"not a readable ONNX model ({type(e).__name__}: {detail})", path) from None
     return {p.key: p.value for p in model.metadata_props}

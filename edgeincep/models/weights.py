@@ -207,6 +207,10 @@ def build_with_weights(
     if num_classes is None and found is not None and found != spec.num_classes:
         notes.append(f"{ckpt.path.name} has a {found}-class classifier; building {name} with {found} classes")
         num_classes = found
+    if num_classes is not None and found is not None and num_classes not in (found, 0):
+        raise CheckpointError(f"has a {found}-class classifier, but {num_classes} classes were asked for "
+                              f"(drop --num-classes to adopt the checkpoint's {found}, or retrain the classifier)",
+                              ckpt.path)
     if found is None and f"{spec.classifier}.weight" not in sd and num_classes is None:
         num_classes = 0 if spec.classifier == "logits" else None  # facenet embedding-only files
     model = create_model(name, num_classes=num_classes, width=width, in_chans=in_chans)

@@ -6,7 +6,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..targets.base import Artifact
 
-_BY_SUFFIX = {".onnx": ("onnxruntime", "onnx"), ".xml": ("openvino", "openvino-ir")}
+_BY_SUFFIX = {".onnx": ("onnxruntime", "onnx"), ".xml": ("openvino", "openvino-ir"), ".tflite": ("tflite", "tflite")}
 _INT8_ONNX_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
@@ -27,6 +27,10 @@ def artifact_for_file(path: Path) -> Artifact:
 
 def _stored_precision(path: Path) -> str:
     """int8 when the graph holds quantized operations, else fp32 (read from the file, not its name)."""
+    if path.suffix == ".tflite":
+        from ..targets.tflite_graph import read_graph, stored_precision
+
+        return stored_precision(read_graph(path))
     if path.suffix == ".xml":
         text = path.read_text(encoding="utf-8", errors="replace")
         return "int8" if 'type="FakeQuantize"' in text else "fp32"

@@ -38,12 +38,24 @@ def stage_key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def outputs_digest(outputs: list[Path]) -> dict[str, str]:
+    """sha256 of each output file, by name: what a later lookup checks before trusting the files."""
+    from ..fsutil import sha256_file
+
+    return {Path(p).name: sha256_file(Path(p)) for p in outputs if Path(p).is_file()}
+
+
 def lookup(record_path: Path, key: str, outputs: list[Path]) -> dict | None:
-    """The stage's saved record if its key matches and every output still exists."""
+    """The stage's saved record if its key matches and every output still exists with the bytes it
+    was written with (a file changed by hand or by another tool is rebuilt, never reused)."""
     try:
         record = json.loads(Path(record_path).read_text())
     except (OSError, ValueError):
         return None
     if record.get("cache_key") != key or not all(Path(p).is_file() for p in outputs):
+        return None
+    written = record.get("sha256")
+    if not isinstance(written, dict) or outputs_digest(outputs) != {Path(p).name: written.get(Path(p).name)
+                                                                    for p in outputs}:
         return None
     return record

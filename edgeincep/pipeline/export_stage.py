@@ -11,7 +11,7 @@ from ..export.onnx import ExportResult, build_metadata, export_onnx
 from ..fsutil import ensure_writable_dir, write_text_atomic
 from ..models.registry import check_input_size, get_spec
 from ..paths import default_calibration
-from .cache import library_versions, lookup, stage_key
+from .cache import library_versions, lookup, outputs_digest, stage_key
 from .model_source import class_names_of, load_model, preprocess_of
 
 
@@ -50,5 +50,6 @@ def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int 
     with err.status(f"exporting {model_name} at {size} px to ONNX and checking it against PyTorch"):
         result = export_onnx(model, path, input_size=size, verify_images=x, metadata=meta, opset=opset)
     write_text_atomic(record_path, json.dumps({"model": model_name, "weights": weights, "cache_key": key,
-                                               **result.to_dict(), "metadata": meta}, indent=2))
+                                               **result.to_dict(), "metadata": meta,
+                                               "sha256": outputs_digest([path])}, indent=2))
     return result

@@ -104,7 +104,7 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
                                     {"float_nodes": len(info["float_nodes"]), "nodes": info["float_nodes"],
                                      **brief(after)}]}
     if qdq is None:
-        return art, {"needed": True, "note": f"no per-node sensitivity for {art.fmt}"}
+        return art, {"needed": True, "note": f"{art.fmt} has no layer-level float fallback"}
     with err.status("ranking layers by quantization sensitivity"):
         ranked = [n for n, _ in rank_nodes(fp32, qdq, calib.x[:16])]
     res = fallback_search(ranked, lambda nodes: t.build(fp32, calib, recipe, out_dir, float_nodes=nodes), score,
@@ -122,6 +122,20 @@ def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
     x = np.zeros((1, 3, pre.input_size, pre.input_size), np.float32)
     with err.status("measuring batch-1 latency (interleaved)"):
         return interleaved_latency(predictors, x, runs=20, warmup=3)
+
+
+def _write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_dir: Path) -> None:
+    """A device bundle for each artifact whose target makes one, once it has passed its drift gate."""
+    for art, entry in zip(artifacts, record["artifacts"], strict=True):
+        t = get_target(art.target)
+        if not hasattr(t, "bundle"):
+            continue
+        if entry["gate"]["violations"]:
+            entry["bundle"] = {"skipped": "over its drift budget: no device bundle"}
+            continue
+        with err.status(f"writing the {t.name} device bundle"):
+            entry["bundle"] = t.bundle(art, entry, Recipe.model_validate(recipes[art.target]), out_dir,
+                                       reference=record["reference"], images=record["images"])
 
 
 def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:
@@ -188,6 +202,9 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         entry["fallback"] = fallbacks.get(f"{entry['target']}:{entry['precision']}", {})
         if entry["gate"]["violations"]:
             failures.append(f"{entry['target']}:{entry['precision']}: {'; '.join(entry['gate']['violations'])}")
+    if any(hasattr(get_target(a.target), "bundle") for a in artifacts):
+        with meter.stage("bundle"):
+            _write_bundles(artifacts, record, recipes, out_dir)
     report = {"schema": SCHEMA, "model": model_name, "weights": weights, "export": exported.to_dict(),
               "calibration": {"root": str(calib_root), **next(iter(calib_cache.values())).summary()}
               if calib_cache else None,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..console import err
-from ..data.folders import balanced_subset, load_array, scan_folder
+from ..console import err, note
+from ..data.folders import balanced_subset, iter_batches, scan_folder
 from ..errors import DataError
 from ..models.registry import Preprocess
 
@@ -41,7 +41,18 @@ def load_calibration(root: Path, pre: Preprocess, *, count: int, seed: int = 0, 
     images = scan_folder(root)
     if len(images) < min_count:
         raise DataError(f"calibration set has {len(images)} images, fewer than the {min_count} required", root)
+    if len(images) < count:
+        # Fewer images than the recipe asks is usable (ranges from 30 good images beat none) but it
+        # changes the result, so it is said, and the report records requested vs used.
+        note(f"calibration: {root} has {len(images)} images, fewer than the {count} the recipe asks for; "
+             f"calibrating on all {len(images)}")
     chosen = balanced_subset(images, count, seed)
+    xs, kept = [], []
     with err.status(f"preprocessing {len(chosen)} calibration images"):
-        x, _ = load_array(chosen, pre, skip_bad=skip_bad)
-    return CalibrationSet(x, [str(p) for p in chosen.paths], count, len(chosen.skipped))
+        for x, _, idx in iter_batches(chosen, pre, 256, skip_bad=skip_bad):
+            xs.append(x)
+            kept += idx
+    if len(kept) < max(min_count, 1):
+        raise DataError(f"only {len(kept)} calibration images were readable, fewer than the {max(min_count, 1)} required", root)
+    # paths[i] must describe x[i] (labels and the cache key are read from them), so skipped files leave both
+    return CalibrationSet(np.concatenate(xs), [str(chosen.paths[i]) for i in kept], count, len(chosen.skipped))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 from ..fsutil import write_text_atomic
@@ -72,7 +73,10 @@ def render(report: dict) -> str:
     fallback = []
     for a in arts:
         fb = a.get("fallback") or {}
-        if fb.get("needed"):
+        if fb.get("needed") and fb.get("note"):
+            fallback.append(f"<p><b>{_e(a['target'])}</b>: the calibration-image probe was over budget; "
+                            f"{_e(fb['note'])}, so the artifact is gated as built.</p>")
+        elif fb.get("needed"):
             nodes = ", ".join(f"<code>{_e(n)}</code>" for n in fb.get("float_nodes", [])) or "none"
             fallback.append(f"<p><b>{_e(a['target'])}</b>: kept in float: {nodes} "
                             f"(budget {'met' if fb.get('passed_on_probe') else 'not met'} on the {_e(fb.get('probe'))})</p>"
@@ -101,11 +105,41 @@ def render(report: dict) -> str:
 <table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
 <th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
+{_device_checks(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak RSS MB</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
 </body></html>"""
+
+
+def _device_checks(arts: list[dict]) -> str:
+    """The Edge TPU compatibility report (and compiler log facts) of each artifact that has one."""
+    parts = []
+    for a in arts:
+        tpu = (a.get("meta") or {}).get("edgetpu")
+        if not tpu:
+            continue
+        try:
+            report = json.loads(Path(tpu["report"]).read_text())
+        except (OSError, ValueError):
+            report = {"ops": []}
+        ops = "".join(f"<tr><td>{_e(o['op'])}</td><td class=n>{o['version']}</td><td class=n>{o['count']}</td>"
+                      f"<td class={'pass' if o['status'] == 'ok' else 'fail'}>{_e(o['status'])}</td></tr>"
+                      for o in report.get("ops", []))
+        comp = tpu.get("compiler") or {}
+        if comp.get("ran"):
+            compiled = (f"edgetpu_compiler {_e(comp.get('compiler_version', ''))}: {_e(comp.get('on_tpu', '?'))} ops on "
+                        f"the Edge TPU, {_e(comp.get('on_cpu', '?'))} on the CPU; parameters on-chip "
+                        f"{_e(comp.get('on_chip_memory', '?'))}, off-chip {_e(comp.get('off_chip_memory', '?'))}")
+        else:
+            compiled = f"not compiled: {_e(comp.get('reason', 'compiler not run'))}"
+        problems = "".join(f"<li>{_e(p)}</li>" for p in report.get("tensor_problems", []) + report.get("warnings", []))
+        parts.append(f"<p><b>{_e(a['target'])}:{_e(a['precision'])}</b> — "
+                     f"<span class={'pass' if tpu['compatible'] else 'fail'}>{_e(tpu['summary'])}</span><br>{compiled}</p>"
+                     f"<table><tr><th>op</th><th>version</th><th>count</th><th>Edge TPU</th></tr>{ops}</table>"
+                     + (f"<ul>{problems}</ul>" if problems else ""))
+    return "<h2>Edge TPU compatibility</h2>" + "".join(parts) if parts else ""
 
 
 def write_html(report: dict, path: Path) -> Path:

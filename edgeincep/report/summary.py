@@ -51,4 +51,8 @@ def markdown(report: dict) -> str:
                      f"{'—' if drop is None else f'{-drop + 0.0:+.2f}'} | {_pct(d['top1_agreement'])} | "
                      f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {_ms(a)} | "
                      f"{'; '.join(gate) if gate else 'pass'} |")
+    for a in val["artifacts"]:
+        tpu = (a.get("meta") or {}).get("edgetpu")
+        if tpu:
+            lines += ["", f"Edge TPU ({a['target']}:{a['precision']}): {tpu['summary']}"]
     return "\n".join(lines) + "\n"

@@ -48,8 +48,10 @@ class Artifact:
 
     def save_sidecar(self, cache_key: str | None = None) -> None:
         from ..fsutil import write_text_atomic
+        from ..pipeline.cache import outputs_digest
 
-        write_text_atomic(self.sidecar(), json.dumps(self.to_dict() | {"cache_key": cache_key}, indent=2))
+        record = self.to_dict() | {"cache_key": cache_key, "sha256": outputs_digest(self.files())}
+        write_text_atomic(self.sidecar(), json.dumps(record, indent=2))
 
     @classmethod
     def from_dict(cls, d: dict) -> Artifact:
@@ -110,4 +112,4 @@ def list_targets() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import onnxruntime, openvino  # noqa: F401
+    from . import edgetpu, onnxruntime, openvino, tensorrt, tflite  # noqa: F401

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +97,11 @@ def _save(model, out: Path, compress_fp16: bool) -> None:
         os.replace(tmp, out)
     except OSError as e:
         raise OutputError(f"cannot write the OpenVINO IR ({e.strerror or e})", out) from None
+    except RuntimeError as e:
+        # OpenVINO reports a full disk as a bare C++ stream error; the free space says what happened.
+        free_kb = shutil.disk_usage(out.parent).free // 1024
+        raise OutputError(f"cannot write the OpenVINO IR ({' '.join(str(e).split())[:150]}; {free_kb} KB free)",
+                          out) from None
     finally:
         for p in tmp_dir.glob("*"):
             p.unlink()
@@ -285,6 +291,12 @@ class OpenVinoTarget(Target):
 
     def import_runtime(self) -> None:
         _ov()
+
+    def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
+        from ..bundle.devices import TARGET_DEVICE, write
+
+        res = write(TARGET_DEVICE[self.name], artifact, entry, recipe, out_dir, **kw)  # None: float references
+        return res.to_dict() if res is not None else None
 
     def metadata(self, artifact: Artifact) -> dict[str, str]:
         return {f"edgeincep.{k}": v for k, v in read_rt_info(artifact.path).items()}

@@ -134,7 +134,10 @@ def test_cli_refuses_bad_input_with_one_line(cli, artifacts, tmp_path):
     assert res.exit_code == 2 and "broken.fp32.onnx: not a readable ONNX model" in res.output
     (tmp_path / "m.tflite").write_bytes(b"x")
     res = cli("bench", tmp_path / "m.tflite")
-    assert res.exit_code == 2 and "unknown artifact type '.tflite'" in res.output
+    assert res.exit_code == 2 and "m.tflite: not a TFLite flatbuffer" in res.output
+    (tmp_path / "m.engine").write_bytes(b"x")
+    res = cli("bench", tmp_path / "m.engine")
+    assert res.exit_code == 2 and "unknown artifact type '.engine'" in res.output
 
 
 def test_precision_of_a_file_without_sidecar_is_read_from_the_graph(artifacts, tmp_path):

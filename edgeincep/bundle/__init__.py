@@ -1,0 +1,1 @@
+"""Device bundles: the generic writer (writer.py) and one module per device family."""

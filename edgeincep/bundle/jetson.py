@@ -1,0 +1,137 @@
+"""The Jetson bundle: the Q/DQ INT8 ONNX plus everything needed to build and check the engine on the device.
+
+Contents: the ONNX (fp16 high precision, exactly the validated artifact), labels.json,
+preprocess.json, build_engine.sh (the exact trtexec command), run.py (TensorRT runner with an ONNX
+Runtime fallback; the same file edgeincep's host predictor imports), requirements.txt,
+expected_drift.json and a README naming the JetPack / TensorRT releases it was written for.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..export.metadata import read_metadata
+from ..recipes import Recipe
+from ..targets.base import Artifact
+from ..targets.tensorrt_engine import EngineSettings, trtexec_command, trtexec_line
+from ..targets.tensorrt_engine import input_name as onnx_input_name
+from .writer import BundleResult, write_bundle
+
+RUNNER_SOURCE = Path(__file__).with_name("jetson_run.py")
+ENGINE = "model.engine"
+ONNX = "model.int8.qdq.onnx"
+DRIFT_KEYS = ("top1_agreement", "top1_drop_points", "top5_overlap", "logit_cosine", "sqnr_db", "n_flipped")
+
+
+def expected_drift(entry: dict, reference: dict | None, images: dict | None) -> dict:
+    """The host's measurements the device should reproduce (top-1 of FP32 and of this Q/DQ model, drift)."""
+    drift = entry.get("drift", {})
+    return {"images": images or {}, "runtime": entry.get("executed_precision"),
+            "fp32_top1": (reference or {}).get("top1"), "int8_top1": entry.get("top1"),
+            **{k: drift[k] for k in DRIFT_KEYS if k in drift},
+            "gate": entry.get("gate", {})}
+
+
+def build_script(input_name: str, input_size: int, s: EngineSettings) -> str:
+    cmd = trtexec_command(ONNX, ENGINE, input_name=input_name, input_size=input_size, s=s,
+                          timing_cache="timing.cache", trtexec="TRTEXEC")
+    line = '"$TRTEXEC"' + trtexec_line(cmd).removeprefix("TRTEXEC")
+    return f"""#!/usr/bin/env bash
+# Builds {ENGINE} for *this* GPU and TensorRT version (engines do not move between them).
+# INT8 + FP16: the Q/DQ nodes choose the int8 layers; the rest runs in fp16 rather than fp32.
+set -euo pipefail
+cd "$(dirname "$0")"
+TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}"
+{line} \\
+  "$@"
+echo "built $(pwd)/{ENGINE}; try: python3 run.py --backend tensorrt <images>"
+"""
+
+
+def readme(meta: dict[str, str], recipe: Recipe, drift: dict, command: str, input_size: int) -> str:
+    s = recipe.tensorrt
+    model = meta.get("edgeincep.model", "model")
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                     for k, v in drift.items() if k not in ("gate", "images"))
+    n = (drift.get("images") or {}).get("count", "?")
+    return f"""# {model}: INT8 for TensorRT on Jetson
+
+Written for **JetPack {s.jetpack}** (TensorRT {s.tensorrt_version}, CUDA 12); any TensorRT 10.x should parse
+the model. Made by edgeincep {meta.get("edgeincep.version", "")} from checkpoint sha256
+`{meta.get("edgeincep.checkpoint_sha256", "unknown")}`.
+
+`{ONNX}` is an explicit-quantization (Q/DQ) INT8 ONNX made with NVIDIA ModelOpt: symmetric int8,
+per-channel weights, float bias, fp16 elsewhere. TensorRT engines are tied to the GPU and TensorRT
+version that built them, so the engine is built here, on the device.
+
+## 1. Build the engine (once per device / JetPack)
+
+```
+./build_engine.sh
+```
+
+which runs (trtexec ships with JetPack at /usr/src/tensorrt/bin/trtexec; set TRTEXEC to override):
+
+```
+{command}
+```
+
+Input `{meta.get("edgeincep.layout", "NCHW float32, RGB")}`, {input_size}x{input_size}, batch 1 to {s.max_batch}.
+
+## 2. Run
+
+```
+python3 -m pip install -r requirements.txt   # numpy, Pillow; TensorRT's bindings come with JetPack
+python3 run.py path/to/images/               # the engine if built, else ONNX Runtime on the CPU
+python3 run.py --backend onnxruntime img.png # the CPU check, no GPU involved
+```
+
+`run.py` reproduces edgeincep's preprocessing exactly (preprocess.json): shorter side to
+floor(size / crop_pct), centre crop, /255, (x - mean) / std, RGB, NCHW.
+
+## Expected drift (measured on the host, ONNX Runtime CPU, {n} images)
+
+| measure | value |
+| --- | --- |
+{rows}
+
+The engine computes the non-quantized layers in fp16 and picks its own int8 kernels, so expect
+top-1 agreement with these figures within a few tenths of a point, not bit-identical logits.
+`manifest.json` lists every file's sha256 and size, to check a copy against.
+"""
+
+
+def write_jetson_bundle(art: Artifact, entry: dict, recipe: Recipe, out_dir: Path, *,
+                        reference: dict | None = None, images: dict | None = None) -> BundleResult:
+    meta = read_metadata(art.path)
+    pre = json.loads(meta["edgeincep.preprocess"])
+    labels = json.loads(meta.get("edgeincep.labels", "[]"))
+    input_name = onnx_input_name(art.path)
+    s = EngineSettings.from_recipe(recipe.tensorrt)
+    script = build_script(input_name, int(pre["input_size"]), s)
+    drift = expected_drift(entry, reference, images)
+    model = meta.get("edgeincep.model", Path(art.path).stem)
+    files: dict[str, bytes | str | Path] = {
+        ONNX: Path(art.path),
+        "labels.json": json.dumps(labels, indent=1),
+        "preprocess.json": json.dumps(pre, indent=1, sort_keys=True),
+        "build_engine.sh": script,
+        "run.py": RUNNER_SOURCE.read_bytes(),
+        "requirements.txt": "# TensorRT's Python bindings come with JetPack (python3-libnvinfer); not from PyPI.\n"
+                            "numpy>=1.24\nPillow>=10\n# only for `run.py --backend onnxruntime` (the CPU check):\n"
+                            "onnxruntime>=1.17\n",
+        "expected_drift.json": json.dumps(drift, indent=1, default=str),
+        "README.md": readme(meta, recipe, drift, trtexec_line(trtexec_command(
+            ONNX, ENGINE, input_name=input_name, input_size=int(pre["input_size"]), s=s)), int(pre["input_size"])),
+    }
+    manifest = {"device": "jetson", "model": model, "target": art.target, "precision": art.precision,
+                "format": art.fmt, "written_for": {"jetpack": recipe.tensorrt.jetpack,
+                                                   "tensorrt": recipe.tensorrt.tensorrt_version},
+                "checkpoint_sha256": meta.get("edgeincep.checkpoint_sha256"),
+                "quantization": meta.get("edgeincep.quantization"),
+                "runner": {"onnx": ONNX, "engine": ENGINE, "input": input_name},
+                "trtexec": trtexec_command(ONNX, ENGINE, input_name=input_name, input_size=int(pre["input_size"]), s=s),
+                "drift": drift, "recipe": recipe.model_dump()}
+    folder = Path(out_dir) / f"{model}.tensorrt.jetson"
+    return write_bundle(folder, files, manifest=manifest, executable={"build_engine.sh", "run.py"})
+

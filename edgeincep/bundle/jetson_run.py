@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Classify images on a Jetson with the TensorRT engine built by build_engine.sh (edgeincep bundle runner).
+
+Standalone: needs numpy and Pillow, plus TensorRT's Python bindings (JetPack's python3-libnvinfer)
+for the engine, or onnxruntime to run the Q/DQ ONNX on the CPU as a check. This very file is also
+what edgeincep's host-side TensorRT predictor imports, so the device and the host share one runner.
+
+  python3 run.py IMAGE_OR_FOLDER...               # engine if present, else ONNX Runtime
+  python3 run.py --backend onnxruntime --json out.json images/
+
+The preprocessing below reproduces edgeincep's host preprocessing (edgeincep/data/images.py) bit
+for bit: decode -> EXIF orientation -> RGB (alpha on white) -> resize the shorter side to
+floor(size / crop_pct) -> centre crop -> /255 -> (x - mean) / std -> CHW float32.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+
+def to_rgb(img):
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_image(path):
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as img:
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        return to_rgb(img)
+
+
+def preprocess(img, cfg: dict) -> np.ndarray:
+    from PIL import Image
+
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+    size = int(cfg["input_size"])
+    short = math.floor(size / float(cfg["crop_pct"]))
+    w, h = img.size
+    new = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
+    img = img.resize(new, resample[cfg["interpolation"]])
+    left = round((new[0] - size) / 2.0)
+    top = round((new[1] - size) / 2.0)
+    img = img.crop((left, top, left + size, top + size))
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = (x - np.asarray(cfg["mean"], np.float32)) / np.asarray(cfg["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+# --- CUDA runtime through ctypes (no pycuda / cuda-python needed on the device) --------------------
+
+_H2D, _D2H = 1, 2  # cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost
+_CUDART_NAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+
+
+def _load_cudart():
+    candidates = list(_CUDART_NAMES)
+    found = ctypes.util.find_library("cudart")
+    if found:
+        candidates.insert(0, found)
+    # pip's nvidia-cuda-runtime wheels and JetPack's toolkit keep it off the default search path.
+    for root in [*(Path(p) / "nvidia" / "cuda_runtime" / "lib" for p in sys.path), Path("/usr/local/cuda/lib64")]:
+        candidates += [str(p) for p in sorted(root.glob("libcudart.so*"))] if root.is_dir() else []
+    for name in candidates:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+class CudaRuntime:
+    """The handful of CUDA runtime calls an engine run needs: device memory, copies, one stream."""
+
+    def __init__(self):
+        self.lib = _load_cudart()
+        if self.lib is None:
+            raise RuntimeError("CUDA runtime library (libcudart) not found")
+        self.lib.cudaGetErrorString.restype = ctypes.c_char_p
+
+    def _check(self, code: int, what: str) -> None:
+        if code != 0:
+            raise RuntimeError(f"{what} failed: {self.lib.cudaGetErrorString(code).decode()} (CUDA error {code})")
+
+    def device_count(self) -> int:
+        n = ctypes.c_int(0)
+        code = self.lib.cudaGetDeviceCount(ctypes.byref(n))
+        return n.value if code == 0 else 0
+
+    def malloc(self, nbytes: int) -> int:
+        ptr = ctypes.c_void_p()
+        self._check(self.lib.cudaMalloc(ctypes.byref(ptr), ctypes.c_size_t(max(nbytes, 1))), "cudaMalloc")
+        return ptr.value
+
+    def free(self, ptr: int) -> None:
+        self.lib.cudaFree(ctypes.c_void_p(ptr))
+
+    def stream(self) -> int:
+        s = ctypes.c_void_p()
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(s)), "cudaStreamCreate")
+        return s.value or 0
+
+    def to_device(self, dst: int, host: np.ndarray, stream: int) -> None:
+        self._check(self.lib.cudaMemcpyAsync(ctypes.c_void_p(dst), host.ctypes.data_as(ctypes.c_void_p),
+                                             ctypes.c_size_t(host.nbytes), _H2D, ctypes.c_void_p(stream)), "copy to GPU")
+
+    def to_host(self, host: np.ndarray, src: int, stream: int) -> None:
+        self._check(self.lib.cudaMemcpyAsync(host.ctypes.data_as(ctypes.c_void_p), ctypes.c_void_p(src),
+                                             ctypes.c_size_t(host.nbytes), _D2H, ctypes.c_void_p(stream)), "copy to host")
+
+    def sync(self, stream: int) -> None:
+        self._check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when TensorRT imports and a CUDA GPU answers; else why not, in one line."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as e:
+        return f"tensorrt is not importable: {e}"
+    try:
+        cuda = CudaRuntime()
+    except RuntimeError as e:
+        return f"no CUDA GPU: {e}"
+    if cuda.device_count() < 1:
+        return "no CUDA GPU: cudaGetDeviceCount found none"
+    return None
+
+
+# --- runners ---------------------------------------------------------------------------------------
+
+class TensorRtSession:
+    """A deserialised engine with one input and one output; batches larger than the profile are split."""
+
+    def __init__(self, engine_path: str | Path):
+        import tensorrt as trt
+
+        self.trt = trt
+        self.cuda = CudaRuntime()
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{engine_path}: TensorRT could not deserialise the engine (built for another "
+                               "GPU or TensorRT version? rebuild it with build_engine.sh)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeError(f"expected one input and one output, the engine has {inputs} -> {outputs}")
+        self.input, self.output = inputs[0], outputs[0]
+        self.in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input)))
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output)))
+        # Profile 0's max shape bounds every batch we send.
+        self.max_batch = int(self.engine.get_tensor_profile_shape(self.input, 0)[2][0])
+        self.stream = self.cuda.stream()
+        self._buffers: dict[str, tuple[int, int]] = {}
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                self.cuda.free(ptr)
+            ptr, size = self.cuda.malloc(nbytes), nbytes
+            self._buffers[name] = (ptr, size)
+        return ptr
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.in_dtype)
+        self.context.set_input_shape(self.input, tuple(x.shape))
+        out_shape = tuple(self.context.get_tensor_shape(self.output))
+        out = np.empty(out_shape, self.out_dtype)
+        d_in, d_out = self._buffer(self.input, x.nbytes), self._buffer(self.output, out.nbytes)
+        self.context.set_tensor_address(self.input, d_in)
+        self.context.set_tensor_address(self.output, d_out)
+        self.cuda.to_device(d_in, x, self.stream)
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        self.cuda.to_host(out, d_out, self.stream)
+        self.cuda.sync(self.stream)
+        return out.astype(np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+
+    def close(self) -> None:
+        for ptr, _ in self._buffers.values():
+            self.cuda.free(ptr)
+        self._buffers.clear()
+
+    def __del__(self):
+        # At interpreter shutdown libcudart may already be unloaded.
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class OnnxRuntimeSession:
+    """The Q/DQ ONNX on ONNX Runtime's CPU provider: a check where no engine can run, not the fast path."""
+
+    def __init__(self, onnx_path: str | Path, threads: int = 0):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        # ONNX Runtime's CPU graph optimisations make fp16 Q/DQ graphs ~10 dB noisier than the file's own
+        # values (measured with onnxruntime 1.31); unoptimised, the check computes what the engine is given.
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0].astype(np.float32)
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+def _images(args: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for a in args:
+        p = Path(a)
+        out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else [p]
+    return out
+
+
+def _session(backend: str, bundle: Path, manifest: dict, threads: int):
+    engine = bundle / manifest["engine"]
+    if backend in ("auto", "tensorrt"):
+        reason = gpu_unavailable_reason() or (None if engine.is_file() else f"{engine.name} not built yet "
+                                                                           "(run ./build_engine.sh)")
+        if reason is None:
+            return "tensorrt", TensorRtSession(engine)
+        if backend == "tensorrt":
+            raise SystemExit(f"error: cannot run the TensorRT engine: {reason}")
+        print(f"note: {reason}; checking with ONNX Runtime on the CPU instead", file=sys.stderr)
+    return "onnxruntime", OnnxRuntimeSession(bundle / manifest["onnx"], threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+", help="image files or folders")
+    ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
+    ap.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
+    ap.add_argument("--json", help="write per-image results (top-5 and logits) here")
+    args = ap.parse_args(argv)
+    bundle = Path(args.bundle)
+    runner = json.loads((bundle / "manifest.json").read_text())["runner"]
+    cfg = json.loads((bundle / "preprocess.json").read_text())
+    labels = json.loads((bundle / "labels.json").read_text())
+    paths = _images(args.images)
+    if not paths:
+        raise SystemExit("error: no images found")
+    backend, session = _session(args.backend, bundle, runner, args.threads)
+    results = []
+    for i in range(0, len(paths), args.batch):
+        chunk = paths[i:i + args.batch]
+        logits = session.predict(np.stack([preprocess(load_image(p), cfg) for p in chunk]))
+        for p, row in zip(chunk, logits, strict=True):
+            top = np.argsort(-row)[:5]
+            name = labels[top[0]] if top[0] < len(labels) else str(top[0])
+            print(f"{p}\t{name}\t{float(row[top[0]]):.4f}")
+            results.append({"image": str(p), "top1": int(top[0]), "label": name, "top5": [int(t) for t in top],
+                            "logits": [float(v) for v in row]})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"backend": backend, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""TFLite / LiteRT for ARM CPUs (Raspberry Pi): full-integer INT8 .tflite, FP32 and FP16 beside it.
+
+Every .tflite runs in the LiteRT interpreter (`ai-edge-litert`, the successor of tflite-runtime)
+with XNNPACK, as on the device. Models have a static 1 x H x W x 3 input, so a batch is run one
+image at a time; an INT8 model's integer input and output are (de)quantized here with the
+tensor's own scale and zero point, exactly as a device application must.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..fsutil import sha256_file
+from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
+from ..recipes import Recipe, TfliteSettings
+from .base import Artifact, Target, register_target
+
+if TYPE_CHECKING:
+    from ..quantize.calibration import CalibrationSet
+
+LIBS = ("tensorflow", "tf-keras", "onnx2tf", "ai-edge-litert")
+
+
+class LiteRtPredictor:
+    def __init__(self, path: Path, threads: int = 0, name: str | None = None, precision: str = "fp32"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        # XNNPACK is LiteRT's default CPU delegate; num_threads None lets it pick, as on a device.
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.name = name or Path(path).name
+        self.executed_precision = _executed(precision, self.input["dtype"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 2, 3, 1))
+        return np.concatenate([self._one(nhwc[i:i + 1]) for i in range(len(nhwc))])
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        it.set_tensor(self.input["index"], quantize(image, self.input))
+        it.invoke()
+        return dequantize(it.get_tensor(self.output["index"]), self.output)
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float input -> the tensor's type, with its own scale and zero point (identity for float tensors)."""
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return np.array(y)
+    scale, zero = detail["quantization"]
+    return (y.astype(np.float32) - zero) * scale
+
+
+def _executed(stored: str, input_dtype) -> str:
+    # XNNPACK runs FP16-stored weights after converting them to FP32 on load (unless forced to
+    # fp16 inference on ARMv8.2 cores), so "fp16" files compute in fp32 here.
+    if stored == "int8":
+        return f"int8 (XNNPACK QS8, {np.dtype(input_dtype).name} I/O)"
+    if stored == "fp16":
+        return "fp32 (fp16 weights, XNNPACK)"
+    return "fp32 (XNNPACK)"
+
+
+class TfliteBuilder(Target):
+    """What the TFLite and Edge TPU targets share: conversion with caching, loading, metadata."""
+
+    io_override: str | None = None
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        for module, package in (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow"),
+                                ("onnx2tf", "onnx2tf"), ("tf_keras", "tf-keras")):
+            if importlib.util.find_spec(module) is None:
+                return f"{package} is not installed (make install, or pip install -c constraints.txt '.[tflite]')"
+        return None
+
+    def _settings(self, recipe: Recipe) -> TfliteSettings:
+        s = recipe.tflite
+        return s.model_copy(update={"io": self.io_override}) if self.io_override else s
+
+    def _convert(self, fp32: Path, out: Path, kind: str, s: TfliteSettings, calib: CalibrationSet | None) -> Artifact:
+        from ..export.metadata import read_metadata
+        from ..export.onnx import preprocess_from_metadata
+        from ..quantize.tflite import TfliteConfig, build_tflite
+
+        cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel)
+        key = stage_key(stage=f"{self.name}-{kind}", fp32=sha256_file(Path(fp32)), cfg=cfg.__dict__,
+                        calib=files_digest(calib.paths) if kind == "int8" and calib is not None else None,
+                        libs=library_versions(LIBS))
+        hit = lookup(out.with_name(out.name + ".json"), key, [out])
+        if hit:
+            return Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+        meta = read_metadata(fp32)
+        size = preprocess_from_metadata(meta, fp32).input_size
+        keras_model, onnx2tf_seconds = _keras(Path(fp32))
+        info = build_tflite(out, cfg, calib, size, meta, keras_model) | {"onnx2tf_seconds": onnx2tf_seconds}
+        art = Artifact(out, self.name, kind, f"tflite-{kind}" + (f"-{s.io}-io" if kind == "int8" else ""),
+                       meta=info | {"cache_key": key})
+        self.after_build(art)
+        art.save_sidecar(cache_key=key)
+        return art
+
+    def after_build(self, art: Artifact) -> None:
+        """Hook for per-target checks that belong in the artifact record (the Edge TPU report)."""
+
+    def import_runtime(self) -> None:
+        import ai_edge_litert.interpreter  # noqa: F401
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        from .tflite_graph import read_metadata
+
+        return read_metadata(artifact.path)
+
+    def load(self, artifact: Artifact, threads: int = 0) -> LiteRtPredictor:
+        return LiteRtPredictor(artifact.path, threads, artifact.name, artifact.precision)
+
+
+_KERAS: dict[tuple[str, float], tuple[object, float]] = {}
+
+
+def _keras(fp32: Path) -> tuple[object, float]:
+    """One onnx2tf conversion per FP32 file per process (every variant starts from it), and its seconds."""
+    from ..quantize.tflite import onnx_to_keras
+
+    key = (str(fp32.resolve()), fp32.stat().st_mtime)
+    if key not in _KERAS:
+        _KERAS.clear()  # a full-size Keras model holds the weights once more; keep only the latest
+        t0 = time.perf_counter()
+        model = onnx_to_keras(fp32)
+        _KERAS[key] = (model, round(time.perf_counter() - t0, 2))
+    return _KERAS[key]
+
+
+@register_target
+class TfliteTarget(TfliteBuilder):
+    name = "tflite"
+    description = "TFLite/LiteRT with XNNPACK (ARM CPUs, Raspberry Pi): full-integer INT8, FP32 and FP16"
+
+    def references(self, fp32: Path, recipe: Recipe, out_dir: Path) -> list[Artifact]:
+        """The float .tflite files, validated beside INT8: FP32 proves the conversion itself is exact."""
+        s = self._settings(recipe)
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        return [self._convert(fp32, Path(out_dir) / f"{stem}.tflite.{kind}.tflite", kind, s, None)
+                for kind in dict.fromkeys(s.references)]
+
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
+              float_nodes: list[str] | None = None) -> Artifact:
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        return self._convert(fp32, Path(out_dir) / f"{stem}.{self.name}.int8.tflite", "int8",
+                             self._settings(recipe), calib)
+
+    def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
+        from ..bundle.devices import TARGET_DEVICE, write
+
+        res = write(TARGET_DEVICE[self.name], artifact, entry, recipe, out_dir, **kw)  # None: float references
+        return res.to_dict() if res is not None else None
