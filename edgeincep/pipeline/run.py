@@ -134,8 +134,10 @@ def _write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_d
             entry["bundle"] = {"skipped": "over its drift budget: no device bundle"}
             continue
         with err.status(f"writing the {t.name} device bundle"):
-            entry["bundle"] = t.bundle(art, entry, Recipe.model_validate(recipes[art.target]), out_dir,
-                                       reference=record["reference"], images=record["images"])
+            res = t.bundle(art, entry, Recipe.model_validate(recipes[art.target]), out_dir,
+                           reference=record["reference"], images=record["images"])
+        if res is not None:  # float references of a target get no bundle of their own
+            entry["bundle"] = res
 
 
 def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:

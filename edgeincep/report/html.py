@@ -105,12 +105,31 @@ def render(report: dict) -> str:
 <table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
 <th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
-{_device_checks(arts)}
+{_device_checks(arts)}{_bundles(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak RSS MB</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
 </body></html>"""
+
+
+def _bundles(arts: list[dict]) -> str:
+    """Where each device bundle went, or why none was written."""
+    rows = []
+    for a in arts:
+        b = a.get("bundle")
+        if not b:
+            continue
+        if "skipped" in b:
+            rows.append(f"<tr><td>{_e(a['target'])}:{_e(a['precision'])}</td><td colspan=3 class=fail>"
+                        f"{_e(b['skipped'])}</td></tr>")
+            continue
+        rows.append(f"<tr><td>{_e(a['target'])}:{_e(a['precision'])}</td><td><code>{_e(b['archive'])}</code></td>"
+                    f"<td class=n>{len(b['files'])}</td><td class=n>{b['archive_bytes'] / 1e6:.2f}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Device bundles</h2><table><tr><th>artifact</th><th>bundle (.tar.gz; the folder beside it)</th>"
+            f"<th>files</th><th>MB</th></tr>{''.join(rows)}</table>")
 
 
 def _device_checks(arts: list[dict]) -> str:

@@ -52,6 +52,11 @@ def markdown(report: dict) -> str:
                      f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {_ms(a)} | "
                      f"{'; '.join(gate) if gate else 'pass'} |")
     for a in val["artifacts"]:
+        b = a.get("bundle")
+        if b:
+            lines += ["", f"Bundle ({a['target']}:{a['precision']}): "
+                          + (b["skipped"] if "skipped" in b else f"{b['archive']} ({len(b['files'])} files)")]
+    for a in val["artifacts"]:
         tpu = (a.get("meta") or {}).get("edgetpu")
         if tpu:
             lines += ["", f"Edge TPU ({a['target']}:{a['precision']}): {tpu['summary']}"]

@@ -144,3 +144,6 @@ def test_pipeline_run_reports_edge_tpu_compatibility(tflite_fp32_onnx, edgetpu_i
     assert "Edge TPU (edgetpu:int8): all" in (out / "report.md").read_text()
     page = (out / "report.html").read_text()
     assert "Edge TPU compatibility" in page and "CONV_2D" in page and "not compiled" in page
+    # The gate passed, so the run wrote the Coral bundle and both reports say where.
+    assert art["bundle"]["archive"].endswith(".edgetpu.coral.tar.gz") and Path(art["bundle"]["archive"]).is_file()
+    assert "Device bundles" in page and "Bundle (edgetpu:int8)" in (out / "report.md").read_text()
