@@ -30,6 +30,7 @@ class Calibration(_Strict):
 class OrtSettings(_Strict):
     format: Literal["u8s8", "s8s8"] = "u8s8"
     per_channel: bool = True
+    commute_pools: bool = Field(True, description="pool after the 1x1 conv, not before (exact; cheaper INT8)")
 
 
 class OpenVinoSettings(_Strict):

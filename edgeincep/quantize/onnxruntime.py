@@ -40,6 +40,7 @@ class OrtQuantConfig:
     num_quantized_bins: int = 128
     chunk: int = 8                      # images per calibrator call: bounds calibration memory
     exclude_nodes: list[str] = field(default_factory=list)
+    commute_pools: bool = True          # see quantize/rewrite.py: exact, and cheaper INT8 pooling
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -75,6 +76,16 @@ def preprocess_for_quantization(fp32: Path, out: Path) -> Path:
     return out
 
 
+def _commute_pools(model_path: Path) -> int:
+    from .rewrite import pool_after_pointwise_conv
+
+    model = onnx.load(str(model_path))
+    swapped = pool_after_pointwise_conv(model)
+    if swapped:
+        onnx.save(onnx.shape_inference.infer_shapes(model), str(model_path))
+    return swapped
+
+
 def compute_ranges(model_path: Path, calib: CalibrationSet, cfg: OrtQuantConfig, workdir: Path):
     """Run the calibrator chunk by chunk; returns ORT's TensorsData."""
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -103,6 +114,7 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, cfg: OrtQuantCon
     with tempfile.TemporaryDirectory(prefix="edgeincep-ortq-") as tmp:
         work = Path(tmp)
         pre = preprocess_for_quantization(fp32, work / "pre.onnx")
+        swapped = _commute_pools(pre) if cfg.commute_pools else 0
         ranges = compute_ranges(pre, calib, cfg, work)
         cache = work / "ranges.json"
         save_tensors_data(ranges, cache)
@@ -117,6 +129,7 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, cfg: OrtQuantCon
             )
             _stamp(tmp_out, metadata or {}, cfg)
     return {"method": cfg.method, "format": f"qdq-{cfg.fmt}", "per_channel": cfg.per_channel,
+            "pools_moved_after_1x1_conv": swapped,
             "calibration_images": len(calib), "float_nodes": list(cfg.exclude_nodes),
             "calibration_seconds": round(t_cal, 2), "seconds": round(time.perf_counter() - t0, 2)}
 

@@ -49,6 +49,7 @@ class OnnxRuntimeTarget(Target):
 
         cfg = OrtQuantConfig(method=recipe.calibration.method, fmt=recipe.onnxruntime.format,
                              per_channel=recipe.onnxruntime.per_channel, percentile=recipe.calibration.percentile,
+                             commute_pools=recipe.onnxruntime.commute_pools,
                              num_bins=recipe.calibration.num_bins, chunk=recipe.calibration.chunk,
                              exclude_nodes=list(float_nodes or []))
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
