@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,10 +27,14 @@ class _Group(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own usage errors and exits print themselves
         except KeyboardInterrupt:
-            # A second Ctrl-C while we clean up and say so must not turn into a traceback or a death by signal.
+            # Every `with` block has already removed its temp file on the way up. A second Ctrl-C, or a
+            # finaliser re-raising the interrupt during interpreter shutdown (seen under load: the process
+            # then died by SIGINT after this line), must not turn into a traceback: leave at once.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             err.print("[bold red]interrupted[/]: no partial artifact was kept")
-            sys.exit(130)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         except Exception as e:  # the one place every failure becomes one line
             if ctx.obj and ctx.obj.get("debug"):
                 raise
