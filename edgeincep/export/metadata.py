@@ -1,4 +1,4 @@
-"""The edgeincep.* facts an ONNX file carries, read without torch (device runners and probes use it)."""
+"""The edgeincep.* facts an ONNX file carries, read and written without torch (device runners and probes use it)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,3 +17,11 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         detail = " ".join(str(e).split())[:150] or type(e).__name__
         raise UserError(f"not a readable ONNX model ({type(e).__name__}: {detail})", path) from None
     return {p.key: p.value for p in model.metadata_props}
+
+
+def write_metadata(model, values: dict[str, str], *, keep_existing: bool = True) -> None:
+    """Set the model's metadata_props to `values`, over what it already carries unless keep_existing is False."""
+    merged = ({p.key: p.value for p in model.metadata_props} if keep_existing else {}) | values
+    del model.metadata_props[:]
+    for k, v in merged.items():
+        model.metadata_props.add(key=k, value=str(v))

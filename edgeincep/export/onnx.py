@@ -22,7 +22,7 @@ from ..errors import ExportMismatchError, UserError
 from ..fsutil import atomic_path
 from ..models.registry import ModelSpec, Preprocess, check_input_size
 from .fold import fold_batchnorm
-from .metadata import read_metadata  # noqa: F401 - part of this module's interface
+from .metadata import read_metadata, write_metadata  # noqa: F401 - read_metadata is part of this module's interface
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"
@@ -160,9 +160,7 @@ def export_onnx(
     with atomic_path(out_path) as tmp:
         _torch_export(folded, example, tmp, opset, out_name)
         proto = strip_identities(onnx.load(str(tmp)))
-        del proto.metadata_props[:]
-        for k, v in metadata.items():
-            proto.metadata_props.add(key=k, value=str(v))
+        write_metadata(proto, metadata, keep_existing=False)
         proto.producer_name = "edgeincep"
         proto.producer_version = __version__
         onnx.save(proto, str(tmp))

@@ -41,6 +41,7 @@ import numpy as np
 import onnx
 
 from ..errors import UserError
+from ..export.metadata import write_metadata
 from ..fsutil import atomic_path
 
 if TYPE_CHECKING:  # the calibration module imports the model registry (torch): devices and probes skip it
@@ -137,14 +138,11 @@ def _stamp(src: Path, dst: Path, metadata: dict[str, str], cfg: ModelOptConfig, 
     """Carry the FP32 model's edgeincep.* facts (labels, preprocessing, checkpoint) onto the Q/DQ model."""
     model = onnx.load(str(src))
     _drop_unused_initializers(model.graph)
-    keep = {p.key: p.value for p in model.metadata_props} | metadata | {
+    write_metadata(model, metadata | {
         "edgeincep.quantization": f"nvidia-modelopt int8 q/dq, {cfg.method} calibration, per-channel symmetric "
                                   f"int8 weights, {hp} high precision",
         "edgeincep.float_nodes": ",".join(cfg.exclude_nodes),
-    }
-    del model.metadata_props[:]
-    for k, v in keep.items():
-        model.metadata_props.add(key=k, value=v)
+    })
     onnx.save(model, str(dst))
 
 

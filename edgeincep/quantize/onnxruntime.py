@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from ..errors import UserError
+from ..export.metadata import write_metadata
 from ..fsutil import atomic_path
 from .calibration import CalibrationSet
 
@@ -136,12 +137,9 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, cfg: OrtQuantCon
 
 def _stamp(path: Path, metadata: dict[str, str], cfg: OrtQuantConfig) -> None:
     model = onnx.load(str(path))
-    keep = {p.key: p.value for p in model.metadata_props} | metadata | {
+    write_metadata(model, metadata | {
         "edgeincep.quantization": f"onnxruntime static qdq-{cfg.fmt}, {cfg.method}, "
                                   f"{'per-channel' if cfg.per_channel else 'per-tensor'} int8 weights",
         "edgeincep.float_nodes": ",".join(cfg.exclude_nodes),
-    }
-    del model.metadata_props[:]
-    for k, v in keep.items():
-        model.metadata_props.add(key=k, value=v)
+    })
     onnx.save(model, str(path))

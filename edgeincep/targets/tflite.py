@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# The device runner's own (de)quantisation: host validation and a bundle's run.py cannot drift apart.
+from ..bundle.runner import dequantize, quantize
 from ..fsutil import sha256_file
 from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
 from ..recipes import Recipe, TfliteSettings
@@ -45,23 +47,6 @@ class LiteRtPredictor:
         it.set_tensor(self.input["index"], quantize(image, self.input))
         it.invoke()
         return dequantize(it.get_tensor(self.output["index"]), self.output)
-
-
-def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float input -> the tensor's type, with its own scale and zero point (identity for float tensors)."""
-    dtype = detail["dtype"]
-    if dtype == np.float32:
-        return x
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return np.array(y)
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale
 
 
 def _executed(stored: str, input_dtype) -> str:
