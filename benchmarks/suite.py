@@ -55,7 +55,8 @@ def one_model(model: str, out: Path, val: Path, threads: int, runs: int) -> dict
         sys.exit(f"{model}: edgeincep bench failed (exit {bench['rc']}); see {bench['log']}")
     stages = report.get("stages", {})
     # The run resets its RSS high-water mark at each stage (to measure stages apart), so the kernel's
-    # figure at exit covers only the last stage: the run's peak is the largest of all of them.
+    # figure at exit covers only the last stage: the run's peak is the largest of all of them (each
+    # stage's figure includes the child processes it ran: ModelOpt, the TFLite converter and workers).
     run["peak_rss_mb"] = round(max([run["peak_rss_mb"], *(st.get("peak_rss_mb") or 0 for st in stages.values())]), 1)
     return {"model": model, "pipeline": {**run, "stages": stages},
             "bench": json.loads((out / "bench.json").read_text())}
@@ -107,7 +108,9 @@ def main() -> None:
     for model, res in results.items():
         print(f"\n{model}: pipeline {res['pipeline']['seconds']:.0f} s, peak {res['pipeline']['peak_rss_mb']:.0f} MB")
         for name, st in res["pipeline"]["stages"].items():
-            print(f"  {name:<22} {st['seconds']:>8.1f} s  {st['peak_rss_mb'] or 0:>8.0f} MB")
+            kids = st.get("children_peak_rss_mb") or 0
+            print(f"  {name:<22} {st['seconds']:>8.1f} s  {st['peak_rss_mb'] or 0:>8.0f} MB"
+                  + (f"  (child processes up to {kids:.0f} MB)" if kids else ""))
         for r in res["bench"]["results"]:
             print(f"  {r['name']:<48} p50 {r['latency']['p50_ms']:8.2f} ms  {r['throughput']['images_per_s']:7.1f} img/s"
                   f"  {r.get('x_floor', 0):5.1f}x floor  {r['executed_precision']}")

@@ -1,9 +1,13 @@
 """ONNX -> .tflite (FP32, FP16, full-integer INT8) through onnx2tf and TensorFlow's converter.
 
-Route, chosen by measurement (issue 6): onnx2tf rebuilds the graph as a Keras model in NHWC with
-no TRANSPOSE left inside it; TensorFlow's TFLiteConverter then writes each variant from that one
-model, calibrating INT8 on the shared calibration set. onnx2tf is asked only for the Keras model
-(`disable_model_save`): its own variant generation took 18 min and 8.6 GB on Inception-ResNet-v2.
+Route, chosen by measurement (issues 6 and 8): onnx2tf rebuilds the graph as a Keras model in
+NHWC with no TRANSPOSE left inside it; TensorFlow's converter turns that into one float
+flatbuffer (frozen-graph route, see `_converter`). FP32 is that flatbuffer; FP16 is the
+converter's float16 variant; INT8 is what TFLiteConverter does inside `convert()` for
+full-integer models, done in the open so the slow part can use every core: TensorFlow's
+calibrator over the float flatbuffer (spread over processes, tflite_calibrate) and then its MLIR
+quantizer. onnx2tf is asked only for the Keras model (`disable_model_save`): its own variant
+generation took 18 min and 8.6 GB on Inception-ResNet-v2.
 
 Offline trap: onnx2tf downloads a sample-image file whenever the model's input has a static
 batch (to check its conversion). Our exported ONNX has a dynamic batch, so that path is not
@@ -21,7 +25,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,8 +32,6 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConversionError, UserError
-from ..fsutil import atomic_path
-from .calibration import CalibrationSet
 
 LIBS = ("tensorflow", "tf-keras", "onnx2tf", "ai-edge-litert")
 Kind = Literal["fp32", "fp16", "int8"]
@@ -137,7 +138,12 @@ def _converter(keras_model, input_size: int):
 
     spec = tf.TensorSpec([1, input_size, input_size, 3], tf.float32, name="input")
     fn = tf.function(lambda t: keras_model(t, training=False)).get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn], keras_model)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], keras_model)
+    # Freeze the concrete function straight into a graph. The default detour saves a SavedModel
+    # and imports its variables back: on full-size Inception-ResNet-v2 that took 193 s and 7.6 GB
+    # (11 GB while saving) against 12 s and 4.6 GB, for the same operators and bit-identical outputs.
+    conv.experimental_lower_to_saved_model = False
+    return conv
 
 
 def _run(conv, what: str) -> bytes:
@@ -149,57 +155,74 @@ def _run(conv, what: str) -> bytes:
         raise ConversionError(f"TFLite converter failed for {what}: {first}") from None
 
 
-# The calibrated full-integer model with float I/O, per Keras model and calibration set: the TFLite
-# (int8 I/O) and Edge TPU (uint8 I/O) models differ only at their boundaries, and TensorFlow's
-# calibrator runs one image at a time on a single core (minutes for a full-size network).
-_INT8_CORE: dict[tuple, bytes] = {}
+# Per Keras model, the float flatbuffer and the calibrated full-integer model with float I/O:
+# FP32, FP16 and INT8 start from one conversion, and the TFLite (int8 I/O) and Edge TPU (uint8 I/O)
+# models differ only at their boundaries, so they share one calibration.
+def float_model(keras_model, input_size: int) -> bytes:
+    """The FP32 flatbuffer; FP32 ships it as is and INT8 is calibrated on it."""
+    return _run(_converter(keras_model, input_size), "fp32")
 
 
-def _int8_core(keras_model, input_size: int, calib: CalibrationSet, per_channel: bool) -> bytes:
+def fp16_model(keras_model, input_size: int) -> bytes:
+    """The converter's float16 variant: weights stored as float16, dequantized on load."""
     import tensorflow as tf
-
-    key = (id(keras_model), input_size, tuple(calib.paths), per_channel)
-    if key in _INT8_CORE:
-        return _INT8_CORE[key]
-    nhwc = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
-
-    def representative():
-        for i in range(len(nhwc)):
-            yield [nhwc[i:i + 1]]
 
     conv = _converter(keras_model, input_size)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    # Builtins-int8 only: a layer that cannot be integer makes the conversion fail loudly
-    # instead of leaving a float island that an Edge TPU or an int8-only NPU cannot run.
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not per_channel:
-        conv._experimental_disable_per_channel = True
-    _INT8_CORE.clear()  # one model's worth at a time
-    _INT8_CORE[key] = _run(conv, "int8")
-    return _INT8_CORE[key]
+    conv.target_spec.supported_types = [tf.float16]
+    return _run(conv, "fp16")
 
 
-def convert(keras_model, input_size: int, cfg: TfliteConfig, calib: CalibrationSet | None = None) -> bytes:
-    """One .tflite flatbuffer with a static 1 x H x W x 3 input (Edge TPU and XNNPACK both want static shapes)."""
+def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bool = True) -> bytes:
+    """The full-integer model with float I/O: what TFLiteConverter does for INT8 inside `convert()`
+    (TensorFlow's calibrator over the float model, then its MLIR quantizer with the same arguments),
+    with the calibration spread over every core (tflite_calibrate)."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from .tflite_calibrate import calibrate
+
+    if len(images_nhwc) == 0:
+        raise UserError("INT8 conversion needs calibration images")
+    calibrated = calibrate(float_flatbuffer, images_nhwc)
+    try:
+        with _captured_output():
+            core = bytes(mlir_quantize(calibrated, disable_per_channel=not per_channel))
+    except Exception as e:  # noqa: BLE001 - the quantizer raises ConverterError and RuntimeErrors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"TFLite quantizer failed for int8: {first}") from None
+    islands = float_islands(core)
+    if islands:
+        # What TFLITE_BUILTINS_INT8 promises: a float island would fail an Edge TPU compile or
+        # an int8-only NPU, so it is an error here rather than a silent slow path.
+        raise ConversionError(f"TFLite INT8: {len(islands)} operator(s) left in float: {', '.join(islands[:5])}")
+    return core
+
+
+def with_io(int8_core: bytes, io: IoType) -> bytes:
+    """The full-integer model with int8 or uint8 input and output (float32: unchanged); the same edit
+    TensorFlow's converter makes for inference_input_type / inference_output_type."""
+    if io == "float32":
+        return int8_core
     import tensorflow as tf
+    from tensorflow.lite.python.util import modify_model_io_type
 
-    if cfg.kind == "int8":
-        if calib is None or len(calib) == 0:
-            raise UserError("INT8 conversion needs calibration images")
-        core = _int8_core(keras_model, input_size, calib, cfg.per_channel)
-        if cfg.io == "float32":
-            return core
-        from tensorflow.lite.python.util import modify_model_io_type
+    dtype = getattr(tf, io)
+    return bytes(modify_model_io_type(int8_core, dtype, dtype))
 
-        # The same edit TensorFlow's converter makes for inference_input_type/inference_output_type.
-        io = getattr(tf, cfg.io)
-        return bytes(modify_model_io_type(core, io, io))
-    conv = _converter(keras_model, input_size)
-    if cfg.kind == "fp16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    return _run(conv, cfg.kind)
+
+def float_islands(flatbuffer: bytes) -> list[str]:
+    """Operators of a full-integer model that still compute in float, other than the QUANTIZE of
+    the float input and the DEQUANTIZE of the float output."""
+    from ..targets.tflite_graph import read_graph
+
+    g = read_graph(flatbuffer)
+    out = []
+    for op in g.ops:
+        if op.name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(i >= 0 and g.tensors[i].dtype == "FLOAT32" and not g.tensors[i].constant for i in op.inputs):
+            out.append(f"{op.name}#{op.index}")
+    return out
 
 
 def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
@@ -216,19 +239,24 @@ def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     entry.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
     model.metadata.append(entry)
+    if not model.signatureDefs:
+        model.signatureDefs = [_serving_signature(schema, model.subgraphs[0])]
     builder = flatbuffers.Builder(len(flatbuffer) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def build_tflite(out: Path, cfg: TfliteConfig, calib: CalibrationSet | None, input_size: int,
-                 metadata: dict[str, str], keras_model) -> dict:
-    """Write one variant atomically; returns what it did (time, size) for the artifact record."""
-    t0 = time.perf_counter()
-    flat = with_metadata(convert(keras_model, input_size, cfg, calib), metadata)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(flat)
-    return {"kind": cfg.kind, "io": cfg.io if cfg.kind == "int8" else "float32",
-            "per_channel": cfg.per_channel if cfg.kind == "int8" else None,
-            "calibration_images": len(calib) if cfg.kind == "int8" and calib is not None else 0,
-            "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
+def _serving_signature(schema, subgraph):
+    """The `serving_default` signature (input -> logits) that LiteRT's signature runner and Android's
+    generated wrappers look for; the frozen-graph conversion route writes none."""
+    def tensor_map(name: str, index: int):
+        m = schema.TensorMapT()
+        m.name, m.tensorIndex = name, int(index)
+        return m
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey = "serving_default"
+    sig.subgraphIndex = 0
+    sig.inputs = [tensor_map("input", subgraph.inputs[0])]
+    sig.outputs = [tensor_map("logits", subgraph.outputs[0])]
+    return sig

@@ -97,7 +97,8 @@ class EdgeTpuTarget(TfliteBuilder):
     def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
               float_nodes: list[str] | None = None) -> Artifact:
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
-        return self._convert(fp32, Path(out_dir) / f"{stem}.edgetpu.int8.tflite", "int8", self._settings(recipe), calib)
+        return self._convert(fp32, [("int8", Path(out_dir) / f"{stem}.edgetpu.int8.tflite")], self._settings(recipe),
+                             calib)[0]
 
     def after_build(self, art: Artifact) -> None:
         report = edgetpu_compat.check(read_graph(art.path))

@@ -7,7 +7,6 @@ tensor's own scale and zero point, exactly as a device application must.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,27 +76,39 @@ class TfliteBuilder(Target):
         s = recipe.tflite
         return s.model_copy(update={"io": self.io_override}) if self.io_override else s
 
-    def _convert(self, fp32: Path, out: Path, kind: str, s: TfliteSettings, calib: CalibrationSet | None) -> Artifact:
+    def _convert(self, fp32: Path, wanted: list[tuple[str, Path]], s: TfliteSettings,
+                 calib: CalibrationSet | None) -> list[Artifact]:
+        """One artifact per (kind, path): found again from its record, or converted (all misses in one child)."""
         from ..export.metadata import read_metadata
         from ..export.onnx import preprocess_from_metadata
-        from ..quantize.tflite import TfliteConfig, build_tflite
+        from ..quantize import tflite_worker
+        from ..quantize.tflite import TfliteConfig
 
-        cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel)
-        key = stage_key(stage=f"{self.name}-{kind}", fp32=sha256_file(Path(fp32)), cfg=cfg.__dict__,
-                        calib=files_digest(calib.paths) if kind == "int8" and calib is not None else None,
-                        libs=library_versions(LIBS))
-        hit = lookup(out.with_name(out.name + ".json"), key, [out])
-        if hit:
-            return Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
-        meta = read_metadata(fp32)
-        size = preprocess_from_metadata(meta, fp32).input_size
-        keras_model, onnx2tf_seconds = _keras(Path(fp32))
-        info = build_tflite(out, cfg, calib, size, meta, keras_model) | {"onnx2tf_seconds": onnx2tf_seconds}
-        art = Artifact(out, self.name, kind, f"tflite-{kind}" + (f"-{s.io}-io" if kind == "int8" else ""),
-                       meta=info | {"cache_key": key})
-        self.after_build(art)
-        art.save_sidecar(cache_key=key)
-        return art
+        source = sha256_file(Path(fp32))
+        calib_digest = files_digest(calib.paths) if calib is not None else None
+        done: dict[Path, Artifact] = {}
+        todo = []
+        for kind, out in wanted:
+            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel)
+            key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
+                            calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS))
+            hit = lookup(out.with_name(out.name + ".json"), key, [out])
+            if hit:
+                done[out] = Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+            else:
+                todo.append((cfg, out, key))
+        if todo:
+            meta = read_metadata(fp32)
+            infos = tflite_worker.convert(fp32, [(cfg, out) for cfg, out, _ in todo],
+                                          input_size=preprocess_from_metadata(meta, fp32).input_size, metadata=meta,
+                                          calib=calib, calib_digest=calib_digest)
+            for (cfg, out, key), info in zip(todo, infos, strict=True):
+                fmt = f"tflite-{cfg.kind}" + (f"-{cfg.io}-io" if cfg.kind == "int8" else "")
+                art = Artifact(out, self.name, cfg.kind, fmt, meta=info | {"cache_key": key})
+                self.after_build(art)
+                art.save_sidecar(cache_key=key)
+                done[out] = art
+        return [done[out] for _, out in wanted]
 
     def after_build(self, art: Artifact) -> None:
         """Hook for per-target checks that belong in the artifact record (the Edge TPU report)."""
@@ -114,22 +125,6 @@ class TfliteBuilder(Target):
         return LiteRtPredictor(artifact.path, threads, artifact.name, artifact.precision)
 
 
-_KERAS: dict[tuple[str, float], tuple[object, float]] = {}
-
-
-def _keras(fp32: Path) -> tuple[object, float]:
-    """One onnx2tf conversion per FP32 file per process (every variant starts from it), and its seconds."""
-    from ..quantize.tflite import onnx_to_keras
-
-    key = (str(fp32.resolve()), fp32.stat().st_mtime)
-    if key not in _KERAS:
-        _KERAS.clear()  # a full-size Keras model holds the weights once more; keep only the latest
-        t0 = time.perf_counter()
-        model = onnx_to_keras(fp32)
-        _KERAS[key] = (model, round(time.perf_counter() - t0, 2))
-    return _KERAS[key]
-
-
 @register_target
 class TfliteTarget(TfliteBuilder):
     name = "tflite"
@@ -139,14 +134,14 @@ class TfliteTarget(TfliteBuilder):
         """The float .tflite files, validated beside INT8: FP32 proves the conversion itself is exact."""
         s = self._settings(recipe)
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
-        return [self._convert(fp32, Path(out_dir) / f"{stem}.tflite.{kind}.tflite", kind, s, None)
-                for kind in dict.fromkeys(s.references)]
+        return self._convert(fp32, [(kind, Path(out_dir) / f"{stem}.tflite.{kind}.tflite")
+                                    for kind in dict.fromkeys(s.references)], s, None)
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
               float_nodes: list[str] | None = None) -> Artifact:
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
-        return self._convert(fp32, Path(out_dir) / f"{stem}.{self.name}.int8.tflite", "int8",
-                             self._settings(recipe), calib)
+        return self._convert(fp32, [("int8", Path(out_dir) / f"{stem}.{self.name}.int8.tflite")],
+                             self._settings(recipe), calib)[0]
 
     def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
         from ..bundle.devices import TARGET_DEVICE, write

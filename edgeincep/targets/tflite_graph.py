@@ -62,9 +62,10 @@ def _schema():
     return schema
 
 
-def _load(path: Path):
+def _load(path: Path | bytes):
     schema = _schema()
-    data = Path(path).read_bytes()
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    path = "<flatbuffer>" if isinstance(path, bytes) else path
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise UserError("not a TFLite flatbuffer (no TFL3 identifier)", path)
     try:
@@ -85,7 +86,7 @@ def _options(obj) -> dict:
     return out
 
 
-def read_graph(path: Path) -> Graph:
+def read_graph(path: Path | bytes) -> Graph:
     model, schema = _load(path)
     op_names, type_names = _names(schema.BuiltinOperator), _names(schema.TensorType)
     sub = model.subgraphs[0]

@@ -30,3 +30,16 @@ def test_a_failing_stage_is_still_measured():
     with pytest.raises(ValueError), meter.stage("broken"):
         raise ValueError("boom")
     assert meter.stages["broken"]["seconds"] >= 0
+
+
+def test_memory_held_by_child_processes_counts_towards_the_stage():
+    """ModelOpt and the TFLite calibration workers run in children: the machine needs their memory too."""
+    import subprocess
+
+    meter = StageMeter()
+    with meter.stage("child"):
+        subprocess.run([sys.executable, "-c", "import numpy, time; b = numpy.ones(400 * 2**20 // 8); time.sleep(0.6)"],
+                       check=True)
+    st = meter.stages["child"]
+    assert st["children_peak_rss_mb"] > 350
+    assert st["peak_rss_mb"] >= st["own_peak_rss_mb"] + 300

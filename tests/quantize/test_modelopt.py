@@ -139,6 +139,14 @@ def test_excluded_nodes_stay_float_and_names_are_matched_exactly(fp32, calib, qd
     assert re.match(pattern, "/a/Conv") and not re.match(pattern, "/a/Conv_1") and not re.match(pattern, "/a/ConvX")
 
 
+def test_one_calibration_serves_both_files_exactly_as_modelopt_would_write_fp16(fp32, calib, qdq, tmp_path):
+    """The twin run calibrates once (fp32) and derives fp16 with ModelOpt's own precision pass; asked
+    for fp16 alone, ModelOpt calibrates and converts itself: the files are byte-identical."""
+    alone = tmp_path / "alone.onnx"
+    quantize_qdq(fp32, alone, calib, ModelOptConfig(method="max"), metadata=read_metadata(fp32))
+    assert alone.read_bytes() == qdq["fp16"].read_bytes()
+
+
 def test_modelopt_patches_do_not_leak_into_this_process(qdq):
     """ModelOpt replaces onnxruntime.quantization's calibrators process-wide; it runs in a child, so ours are intact."""
     from onnxruntime.quantization import calibrate

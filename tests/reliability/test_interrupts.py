@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import onnx
 import pytest
@@ -20,6 +21,7 @@ FP32 = "inception_resnet_v1_cls.75px.fp32.onnx"
 REF_FP32 = "inception_resnet_v1.75px.fp32.onnx"
 ORT_INT8 = "inception_resnet_v1.75px.onnxruntime.int8.onnx"
 OV_INT8 = "inception_resnet_v1.75px.openvino.int8.xml"
+TFL_INT8 = "inception_resnet_v1.75px.tflite.int8.tflite"
 
 
 def parts(out, final: str) -> list:
@@ -118,3 +120,35 @@ def test_kill_between_artifact_rename_and_record_write(tmp_path, cli):
     res = cli(*TINY_EXPORT, "--opset", "17", "--out", a)
     assert res.exit_code == 0, res.stderr
     assert onnx.load(str(a / FP32), load_external_data=False).opset_import[0].version == 17
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_sigkill_during_tflite_conversion_leaves_no_orphan_converter(tmp_path, split_images):
+    """TensorFlow's work runs in child processes; killing the pipeline takes them down too (PR_SET_PDEATHSIG)
+    instead of leaving gigabytes converting for nobody."""
+    import time
+
+    out = tmp_path / "o"
+    args = run_args("tflite", split_images, out)
+    proc = Proc(args, tmp_path, "first")
+    workers = tmp_path / "tmp"
+    proc.wait_for("the TFLite conversion child", lambda: bool(_processes_mentioning(f"{workers}/edgeincep-tflite-")))
+    proc.p.kill()
+    proc.wait()
+    end = time.monotonic() + 10
+    while _processes_mentioning(f"{workers}/edgeincep-tflite-") and time.monotonic() < end:
+        time.sleep(0.05)
+    assert _processes_mentioning(f"{workers}/edgeincep-tflite-") == []
+    assert not (out / TFL_INT8).exists()
+    rerun_is_clean(args, tmp_path, out, [REF_FP32, TFL_INT8, TFL_INT8 + ".json", "report.json"])

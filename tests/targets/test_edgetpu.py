@@ -36,6 +36,20 @@ def test_edgetpu_model_is_full_integer_with_uint8_io(built):
     assert all(t.signature == t.shape and t.shape[0] == 1 for t in g.tensors if not t.constant and t.shape)
 
 
+def test_it_shares_the_tflite_models_calibration(built, tflite_int8):
+    """Both come from one calibrated integer model (int32 biases carry the calibrated activation
+    scales): only their boundary types differ."""
+    import numpy as np
+
+    def conv_constants(path):
+        g = read_graph(path)
+        return [g.constant(i) for op in g.ops if op.name == "CONV_2D" for i in op.inputs[1:]]
+
+    ours, theirs = conv_constants(built[0].path), conv_constants(tflite_int8.path)
+    assert len(ours) > 100
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
 def test_it_runs_on_the_cpu_and_agrees_with_fp32(fp32, built):
     art, calib = built
     pred = TPU.load(art, threads=2)

@@ -107,6 +107,19 @@ def test_every_file_carries_the_models_labels_and_preprocessing(fp32, floats, in
     assert json.loads(onnx_meta["edgeincep.labels"])[0] == "tshirt_top"
 
 
+def test_every_file_has_a_serving_signature_for_litert_signature_runners(floats, int8, calib):
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.ascontiguousarray(calib.x[:1].transpose(0, 2, 3, 1))
+    for art in [*floats.values(), int8]:
+        it = Interpreter(model_path=str(art.path))
+        assert list(it.get_signature_list()) == ["serving_default"]
+        runner = it.get_signature_runner("serving_default")
+        inp = it.get_input_details()[0]
+        logits = runner(input=quantize(x, inp))["logits"]
+        assert logits.shape == (1, 10), art.path.name
+
+
 def test_artifacts_are_cached_and_found_again_from_the_file(fp32, calib, int8):
     again = TFL.build(fp32, calib, Recipe(), fp32.parent)
     assert again.meta.get("cached") is True and again.path == int8.path
@@ -139,6 +152,14 @@ def test_static_batch_model_would_download_but_is_stopped_with_one_line(fp32, tm
     onnx.save(m, str(static))
     with pytest.raises(ConversionError, match="network"):
         onnx_to_keras(static)
+    # The same through the target, whose conversions run in a child process: the child's error comes
+    # back as the same one-line error, and nothing is left where the files would have gone.
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError, match="tried to reach the network") as e:
+        TFL.references(static, Recipe(), out)
+    assert "\n" not in str(e.value)
+    assert list(out.iterdir()) == []
 
 
 def test_unreadable_tflite_is_one_line_error(tmp_path):

@@ -1,0 +1,192 @@
+"""TFLite conversions run in a child process, so TensorFlow's memory goes back to the system.
+
+TensorFlow's converter peaks at 4.6 GB on full-size Inception-ResNet-v2 and the allocator keeps
+most of it after the conversion; in the pipeline's own process that stayed held through every
+later stage (validation of nine full-size models then peaked at 9.1 GB). In a child it is
+returned when the child exits, and the parent never imports TensorFlow.
+
+The expensive intermediates are kept for the parent's lifetime in a private cache folder, so
+targets built one after another share them: the float flatbuffer (FP32, FP16 and INT8 start
+from it) and the calibrated full-integer model with float I/O (the TFLite model with int8 I/O and
+the Edge TPU model with uint8 I/O differ only at their boundaries, and share one calibration).
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..children import child_env, die_with_parent, last_line
+from ..errors import ConversionError, UserError
+from ..fsutil import atomic_path
+from .tflite import TfliteConfig
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationSet
+
+_ERRORS = {"ConversionError": ConversionError, "UserError": UserError}
+_CACHE: list[Path] = []
+
+
+def cache_dir() -> Path:
+    """This process's private cache of TFLite intermediates (removed at exit)."""
+    if not _CACHE:
+        path = Path(tempfile.mkdtemp(prefix="edgeincep-tflite-cache-"))
+        atexit.register(shutil.rmtree, path, True)
+        _CACHE.append(path)
+    return _CACHE[0]
+
+
+def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: int, metadata: dict[str, str],
+            calib: CalibrationSet | None = None, calib_digest: str | None = None) -> list[dict]:
+    """Write each (config, path) job's .tflite atomically, converted in child processes; what each job did.
+
+    Two children at most, one after the other: the float conversion (onnx2tf and TensorFlow's
+    converter, the memory-hungry part) and the INT8 calibration and quantization, which starts
+    from the float model in the cache and so runs without the first one's gigabytes beside it.
+    """
+    int8 = [i for i, (cfg, _) in enumerate(jobs) if cfg.kind == "int8"]
+    floats = [i for i in range(len(jobs)) if i not in int8]
+    if int8 and (calib is None or len(calib) == 0):
+        raise UserError("INT8 conversion needs calibration images")
+    source = source_key(fp32, input_size)
+    with tempfile.TemporaryDirectory(prefix="edgeincep-tflite-") as tmp, contextlib.ExitStack() as outs:
+        work = Path(tmp)
+        parts = [outs.enter_context(atomic_path(out)) for _, out in jobs]
+        request = {"fp32": str(fp32), "input_size": input_size, "metadata": metadata, "cache": str(cache_dir()),
+                   "source": source, "calib_digest": calib_digest if int8 else None}
+        if int8:
+            np.save(work / "calib.npy", np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1), dtype=np.float32))
+        results: dict[int, dict] = {}
+        if floats or not (cache_dir() / float_name(source)).is_file():
+            results |= _run_child(work, fp32, request, [(i, jobs[i][0], parts[i]) for i in floats])
+        if int8:
+            results |= _run_child(work, fp32, request, [(i, jobs[i][0], parts[i]) for i in int8])
+    return [results[i] for i in range(len(jobs))]
+
+
+def source_key(fp32: Path, input_size: int) -> str:
+    from ..fsutil import sha256_file
+
+    return _key(sha256_file(fp32), input_size)
+
+
+def float_name(source: str) -> str:
+    return f"float-{source}.tflite"
+
+
+def _run_child(work: Path, fp32: Path, request: dict, jobs: list[tuple[int, TfliteConfig, Path]]) -> dict[int, dict]:
+    request = request | {"jobs": [{**asdict(cfg), "out": str(part)} for _, cfg, part in jobs]}
+    (work / "request.json").write_text(json.dumps(request))
+    (work / "result.json").unlink(missing_ok=True)
+    with open(work / "child.log", "wb") as log:
+        proc = subprocess.run([sys.executable, "-m", __name__, str(work)], stdout=log, stderr=subprocess.STDOUT,
+                              env=child_env())
+    result_path = work / "result.json"
+    if proc.returncode != 0 or not result_path.is_file():
+        raise ConversionError(f"TFLite conversion of {Path(fp32).name} failed (exit {proc.returncode}): "
+                              f"{last_line(text=(work / 'child.log').read_text(errors='replace'))}")
+    result = json.loads(result_path.read_text())
+    if "error" in result:
+        raise _ERRORS.get(result["type"], ConversionError)(result["error"])
+    return {i: info for (i, _, _), info in zip(jobs, result["jobs"], strict=True)}
+
+
+# --- the child ----------------------------------------------------------------------------------
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class _Intermediates:
+    """The child's view of the parent's cache: each intermediate made at most once per parent."""
+
+    def __init__(self, request: dict, work: Path):
+        self.req, self.work = request, work
+        self.cache = Path(request["cache"])
+        self.fp32 = Path(request["fp32"])
+        self.source = request["source"]
+        self._keras = None
+        self.onnx2tf_seconds = 0.0
+
+    def keras(self):
+        from .tflite import onnx_to_keras
+
+        if self._keras is None:
+            t0 = time.perf_counter()
+            self._keras = onnx_to_keras(self.fp32)
+            self.onnx2tf_seconds = round(time.perf_counter() - t0, 2)
+        return self._keras
+
+    def _cached(self, name: str, make) -> bytes:
+        path = self.cache / name
+        if path.is_file():
+            return path.read_bytes()
+        data = make()
+        prefix = name.split("-")[0] + "-"
+        for old in self.cache.glob(prefix + "*"):  # the latest model's intermediates only
+            old.unlink(missing_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return data
+
+    def float(self) -> bytes:
+        from .tflite import float_model
+
+        return self._cached(float_name(self.source),
+                            lambda: float_model(self.keras(), self.req["input_size"]))
+
+    def int8_core(self, per_channel: bool) -> bytes:
+        from .tflite import int8_model
+
+        name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel)}.tflite"
+        return self._cached(name, lambda: int8_model(self.float(), np.load(self.work / "calib.npy"), per_channel))
+
+
+def _one(job: dict, have: _Intermediates) -> dict:
+    from .tflite import fp16_model, with_io, with_metadata
+
+    t0 = time.perf_counter()
+    cfg = TfliteConfig(kind=job["kind"], io=job["io"], per_channel=job["per_channel"])
+    if cfg.kind == "fp32":
+        flat = have.float()
+    elif cfg.kind == "fp16":
+        flat = fp16_model(have.keras(), have.req["input_size"])
+    else:
+        flat = with_io(have.int8_core(cfg.per_channel), cfg.io)
+    flat = with_metadata(flat, have.req["metadata"])
+    Path(job["out"]).write_bytes(flat)
+    calib_images = len(np.load(have.work / "calib.npy", mmap_mode="r")) if cfg.kind == "int8" else 0
+    return {"kind": cfg.kind, "io": cfg.io if cfg.kind == "int8" else "float32",
+            "per_channel": cfg.per_channel if cfg.kind == "int8" else None, "calibration_images": calib_images,
+            "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
+
+
+def _child(work: Path) -> None:
+    die_with_parent()
+    request = json.loads((work / "request.json").read_text())
+    have = _Intermediates(request, work)
+    try:
+        if not request["jobs"]:
+            have.float()  # only the float model, for an INT8 child to start from
+        done = [_one(job, have) for job in request["jobs"]]
+        result = {"jobs": [d | {"onnx2tf_seconds": have.onnx2tf_seconds} for d in done]}
+    except (ConversionError, UserError) as e:
+        result = {"error": str(e), "type": type(e).__name__}
+    (work / "result.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))

@@ -1,0 +1,102 @@
+"""TFLite calibration across processes gives exactly what TensorFlow's single calibrator gives,
+and the INT8 model built from it is the one TensorFlow's converter builds."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeincep.errors import ConversionError
+from edgeincep.quantize import tflite, tflite_calibrate
+from edgeincep.quantize.tflite_calibrate import calibrate, merge
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def keras_and_float(tflite_fp32_onnx, tflite_calib):
+    keras_model = tflite.onnx_to_keras(tflite_fp32_onnx)
+    size = tflite_calib.x.shape[-1]
+    return keras_model, size, tflite.float_model(keras_model, size)
+
+
+@pytest.fixture(scope="module")
+def images(tflite_calib) -> np.ndarray:
+    return np.ascontiguousarray(tflite_calib.x[:12].transpose(0, 2, 3, 1))
+
+
+def tensorflow_calibration(float_model: bytes, images: np.ndarray) -> bytes:
+    from tensorflow.lite.python.optimize import calibrator
+
+    def representative():
+        for i in range(len(images)):
+            yield [images[i:i + 1]]
+
+    return bytes(calibrator.Calibrator(calibrator.add_intermediate_tensors(float_model)).calibrate(representative))
+
+
+def test_ranges_merged_from_split_images_are_byte_identical_to_one_calibrator(keras_and_float, images):
+    _, _, flo = keras_and_float
+    whole = tensorflow_calibration(flo, images)
+    halves = [tensorflow_calibration(flo, images[:5]), tensorflow_calibration(flo, images[5:])]
+    assert halves[0] != whole  # each half alone saw narrower ranges: the merge has work to do
+    assert merge(halves[0], halves[1:]) == whole
+    assert merge(halves[1], halves[:1]) == whole  # min/max do not care about order
+
+
+def test_workers_in_child_processes_give_the_single_calibrator_result(keras_and_float, images, monkeypatch):
+    _, _, flo = keras_and_float
+    monkeypatch.setattr(tflite_calibrate, "MIN_CHILD_SECONDS", 0.0)  # a tiny model: force the children
+    started = []
+    real_start = tflite_calibrate._Workers.start
+    monkeypatch.setattr(tflite_calibrate._Workers, "start",
+                        lambda self, model, shares: (started.append(len(shares)), real_start(self, model, shares)))
+    assert calibrate(flo, images, workers=3) == tensorflow_calibration(flo, images)
+    assert started == [2]
+
+
+def test_small_jobs_stay_in_one_process(keras_and_float, images, monkeypatch):
+    _, _, flo = keras_and_float
+    monkeypatch.setattr(tflite_calibrate._Workers, "start", lambda *a: pytest.fail("started a child"))
+    assert calibrate(flo, images, workers=2) == tensorflow_calibration(flo, images)
+
+
+def test_ranges_of_different_models_are_not_merged(keras_and_float, images, tflite_int8):
+    _, _, flo = keras_and_float
+    with pytest.raises(ConversionError, match="different models"):
+        merge(tensorflow_calibration(flo, images[:2]), [tflite_int8.path.read_bytes()])
+
+
+def test_int8_model_equals_tensorflows_converter_output(keras_and_float, tflite_calib):
+    """Our split of TFLiteConverter (one float conversion, calibration, its MLIR quantizer) builds the
+    same full-integer model the converter builds in one call: same operators, same outputs."""
+    import tensorflow as tf
+
+    from edgeincep.targets.tflite_graph import read_graph
+
+    keras_model, size, _ = keras_and_float
+    calib = tflite_calib
+    ours = tflite.int8_model(keras_and_float[2], calib.x.transpose(0, 2, 3, 1), per_channel=True)
+    nhwc = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
+    conv = tflite._converter(keras_model, size)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([nhwc[i:i + 1]] for i in range(len(nhwc)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    theirs = bytes(conv.convert())
+    a, b = read_graph(ours), read_graph(theirs)
+    assert [(o.name, o.version) for o in a.ops] == [(o.name, o.version) for o in b.ops]
+    assert [t.scales for t in a.tensors] == [t.scales for t in b.tensors]
+    from ai_edge_litert.interpreter import Interpreter
+
+    outs = []
+    for model in (ours, theirs):
+        it = Interpreter(model_content=model)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        res = []
+        for k in range(8):
+            it.set_tensor(i["index"], nhwc[k:k + 1])
+            it.invoke()
+            res.append(it.get_tensor(o["index"]).copy())
+        outs.append(np.concatenate(res))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert tflite.float_islands(ours) == []
