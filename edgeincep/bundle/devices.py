@@ -1,13 +1,10 @@
 """Raspberry Pi, Coral and Intel bundles: the validated INT8 artifact plus what runs and checks it on the device.
 
 Contents: the model file(s) under fixed names, labels.json, preprocess.json, run.py (runner.py verbatim:
-numpy + Pillow + the device's runtime), a pinned requirements.txt (pins.py), a README with the host's
-drift and latency, and samples/ with expected.json: a few images and the host's logits for them, which
-`python3 run.py --check` (what `edgeincep deploy --check` runs) must reproduce.
-
-The samples are chosen for a clear top-1 margin: the check must not flip on a borderline image because
-a device rounds one activation differently. The host logits come from the target's own predictor over
-edgeincep's preprocessing, i.e. the validate path.
+numpy + Pillow + the device's runtime) and edgeincep_common.py (common.py verbatim), a pinned
+requirements.txt (pins.py), a README with the host's drift and latency, and samples/ with expected.json
+(samples.py): a few images and the host's logits for them, which `python3 run.py --check` (what
+`edgeincep deploy --check` runs) must reproduce.
 """
 from __future__ import annotations
 
@@ -18,22 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..data.folders import iter_batches
 from ..errors import UserError
 from ..export.onnx import preprocess_from_metadata
 from ..fsutil import sha256_file
 from ..recipes import Recipe
 from ..targets.base import Artifact, get_target
-from .jetson import expected_drift
+from .jetson import COMMON_NAME, COMMON_SOURCE, expected_drift
 from .pins import REQUIREMENTS, requirements_txt
+from .samples import CHECK, sample_files
 from .writer import BundleResult, write_bundle
 
 RUNNER_SOURCE = Path(__file__).with_name("runner.py")
-# What `edgeincep deploy --check` runs in the bundle on the device ({python}: the interpreter it runs under,
-# {output}: where the device's results go); it pairs them with "results" of the expected file by image name.
-CHECK = {"command": ["{python}", "run.py", "--check", "--json", "{output}"], "expected": "expected.json"}
-SAMPLES = 6
-SCAN = 60  # images looked at to pick SAMPLES with clear margins, one per class where the set allows
 
 
 @dataclass(frozen=True)
@@ -105,30 +97,6 @@ def _output_step(path: Path) -> float:
     detail = Interpreter(model_path=str(path)).get_output_details()[0]
     scale = float(detail["quantization"][0])
     return scale if scale > 0 else 0.0
-
-
-def pick_samples(art: Artifact, root: Path, pre, threads: int = 0) -> tuple[list[Path], np.ndarray]:
-    """Up to SAMPLES images under `root` with the host's logits, the clearest top-1 margin per class first."""
-    from ..pipeline.validate_stage import select_images
-
-    images = select_images(root, SCAN)
-    pred = get_target(art.target).load(art, threads)
-    logits, kept = [], []
-    for x, _, idx in iter_batches(images, pre, 16, skip_bad=True):
-        logits.append(pred.predict(x))
-        kept += idx
-    if not kept:
-        raise UserError("no readable sample images", root)
-    out = np.concatenate(logits)
-    top2 = np.sort(out, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    best: dict[int, int] = {}
-    for row in np.argsort(-margin, kind="stable"):
-        best.setdefault(int(out[row].argmax()), int(row))
-    rows = sorted(best.values(), key=lambda r: -margin[r])[:SAMPLES]
-    rows += [int(r) for r in np.argsort(-margin, kind="stable") if r not in rows][:SAMPLES - len(rows)]
-    rows.sort(key=lambda r: str(images.paths[kept[r]]))
-    return [images.paths[kept[r]] for r in rows], out[rows]
 
 
 def _latency_rows(entry: dict, reference: dict | None) -> str:
@@ -203,17 +171,9 @@ def write(device_name: str, art: Artifact, entry: dict, recipe: Recipe, out_dir:
         raise UserError("the artifact carries no edgeincep preprocessing metadata (made outside edgeincep?)", art.path)
     pre = preprocess_from_metadata(meta, art.path)
     labels = json.loads(meta.get("edgeincep.labels", "[]"))
-    root = Path((images or {}).get("root") or sample_dir or _default_samples())
-    paths, host = pick_samples(art, root, pre, threads)
     files, runner = model_files(device, art)
-    tolerance, tol_why = _tolerance(device, art, host)
-    sample_names = [f"samples/{i:02d}_{p.parent.name}_{p.name}" for i, p in enumerate(paths)]
-    expected = {"host": {"target": art.target, "runtime": entry.get("executed_precision"),
-                         "machine": _machine()},
-                "tolerance": tolerance, "tolerance_why": tol_why,
-                "results": [{"image": n, "top1": int(row.argmax()),
-                             "label": labels[int(row.argmax())] if int(row.argmax()) < len(labels) else None,
-                             "logits": [float(v) for v in row]} for n, row in zip(sample_names, host, strict=True)]}
+    samples, n_samples, tol_why = sample_files(art, entry, labels, (images or {}).get("root") or sample_dir, pre,
+                                               lambda host: _tolerance(device, art, host), threads)
     drift = expected_drift(entry, reference, images)
     extra, compat = "", None
     if device.runtime == "edgetpu":
@@ -224,10 +184,10 @@ def write(device_name: str, art: Artifact, entry: dict, recipe: Recipe, out_dir:
         "labels.json": json.dumps(labels, indent=1),
         "preprocess.json": json.dumps(pre.to_dict(), indent=1, sort_keys=True),
         "run.py": RUNNER_SOURCE.read_bytes(),
+        COMMON_NAME: COMMON_SOURCE.read_bytes(),
         "requirements.txt": requirements_txt(device.name),
-        "expected.json": json.dumps(expected, indent=1),
-        **dict(zip(sample_names, paths, strict=True)),
-        "README.md": readme(device, meta, art, drift, entry, reference, sorted(files), len(paths), tol_why, extra),
+        **samples,
+        "README.md": readme(device, meta, art, drift, entry, reference, sorted(files), n_samples, tol_why, extra),
     }
     if compat is not None:
         bundle_files["edgetpu_compat.json"] = compat
@@ -242,18 +202,6 @@ def write(device_name: str, art: Artifact, entry: dict, recipe: Recipe, out_dir:
                 "recipe": recipe.model_dump()}
     folder = Path(out_dir) / f"{model}.{art.target}.{device.name}"
     return write_bundle(folder, bundle_files, manifest=manifest, executable={"run.py"})
-
-
-def _default_samples() -> Path:
-    from ..paths import default_calibration
-
-    return default_calibration()
-
-
-def _machine() -> str:
-    import platform
-
-    return f"{platform.system()} {platform.machine()}"
 
 
 def _coral_notes(art: Artifact, runner: dict) -> tuple[str, Path | None]:
@@ -354,7 +302,7 @@ def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path 
     if device == "jetson":
         from .jetson import write_jetson_bundle
 
-        return write_jetson_bundle(art, entry, recipe, out_dir, reference=reference, images=images)
+        return write_jetson_bundle(art, entry, recipe, out_dir, reference=reference, images=images, threads=threads)
     if art.precision != "int8":
         raise UserError(f"this is a {art.precision} artifact; device bundles carry the INT8 model", path)
     result = write(device, art, entry, recipe, out_dir, reference=reference, images=images, threads=threads)

@@ -7,10 +7,10 @@ what edgeincep's host-side TensorRT predictor imports, so the device and the hos
 
   python3 run.py IMAGE_OR_FOLDER...               # engine if present, else ONNX Runtime
   python3 run.py --backend onnxruntime --json out.json images/
+  python3 run.py --check [--json out.json]        # the bundled samples must give the host's top-1
 
-The preprocessing below reproduces edgeincep's host preprocessing (edgeincep/data/images.py) bit
-for bit: decode -> EXIF orientation -> RGB (alpha on white) -> resize the shorter side to
-floor(size / crop_pct) -> centre crop -> /255 -> (x - mean) / std -> CHW float32.
+Images, preprocessing (the host's, bit for bit) and --check come from edgeincep_common.py beside
+this file, the same module the Raspberry Pi, Coral and Intel runners use.
 """
 from __future__ import annotations
 
@@ -19,63 +19,19 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+try:  # inside the edgeincep package (the host's TensorRT predictor imports this file)
+    from .common import check, classify, find_images
+except ImportError:  # in the bundle: edgeincep_common.py lies beside this file
+    sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from edgeincep_common import check, classify, find_images
+
 HERE = Path(__file__).resolve().parent
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-
-
-# --- preprocessing -------------------------------------------------------------------------------
-
-def to_rgb(img):
-    from PIL import Image
-
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif img.mode == "F":
-        a = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    return img.convert("RGB") if img.mode != "RGB" else img
-
-
-def load_image(path):
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img.seek(0)
-        img.load()
-        img = ImageOps.exif_transpose(img) or img
-        return to_rgb(img)
-
-
-def preprocess(img, cfg: dict) -> np.ndarray:
-    from PIL import Image
-
-    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
-    size = int(cfg["input_size"])
-    short = math.floor(size / float(cfg["crop_pct"]))
-    w, h = img.size
-    new = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
-    img = img.resize(new, resample[cfg["interpolation"]])
-    left = round((new[0] - size) / 2.0)
-    top = round((new[1] - size) / 2.0)
-    img = img.crop((left, top, left + size, top + size))
-    x = np.asarray(img, dtype=np.float32) / 255.0
-    x = (x - np.asarray(cfg["mean"], np.float32)) / np.asarray(cfg["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
 # --- CUDA runtime through ctypes (no pycuda / cuda-python needed on the device) --------------------
@@ -248,57 +204,58 @@ class OnnxRuntimeSession:
 
 # --- command line ----------------------------------------------------------------------------------
 
-def _images(args: list[str]) -> list[Path]:
-    out: list[Path] = []
-    for a in args:
-        p = Path(a)
-        out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else [p]
-    return out
+class OneImage:
+    """A session seen one CHW image at a time, as the shared classification loop and --check use it."""
+
+    def __init__(self, session, backend: str):
+        self.session, self.backend = session, backend
+        self.input_size = None
+
+    def predict(self, chw: np.ndarray) -> np.ndarray:
+        return self.session.predict(chw[None])[0]
 
 
-def _session(backend: str, bundle: Path, manifest: dict, threads: int):
+def _session(backend: str, bundle: Path, manifest: dict, threads: int) -> OneImage:
     engine = bundle / manifest["engine"]
     if backend in ("auto", "tensorrt"):
         reason = gpu_unavailable_reason() or (None if engine.is_file() else f"{engine.name} not built yet "
                                                                            "(run ./build_engine.sh)")
         if reason is None:
-            return "tensorrt", TensorRtSession(engine)
+            return OneImage(TensorRtSession(engine), "tensorrt")
         if backend == "tensorrt":
             raise SystemExit(f"error: cannot run the TensorRT engine: {reason}")
         print(f"note: {reason}; checking with ONNX Runtime on the CPU instead", file=sys.stderr)
-    return "onnxruntime", OnnxRuntimeSession(bundle / manifest["onnx"], threads)
+    return OneImage(OnnxRuntimeSession(bundle / manifest["onnx"], threads), "onnxruntime")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="+", help="image files or folders")
+    ap.add_argument("images", nargs="*", help="image files or folders")
     ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
     ap.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's)")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--top", type=int, default=5, help="classes to print per image")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
-    ap.add_argument("--json", help="write per-image results (top-5 and logits) here")
+    ap.add_argument("--json", help="write per-image results (top classes, logits, timings) here")
+    ap.add_argument("--check", action="store_true", help="compare the bundled samples with the host's results")
     args = ap.parse_args(argv)
+    if not args.images and not args.check:
+        ap.error("give image files or folders, or --check")
     bundle = Path(args.bundle)
     runner = json.loads((bundle / "manifest.json").read_text())["runner"]
     cfg = json.loads((bundle / "preprocess.json").read_text())
     labels = json.loads((bundle / "labels.json").read_text())
-    paths = _images(args.images)
-    if not paths:
-        raise SystemExit("error: no images found")
-    backend, session = _session(args.backend, bundle, runner, args.threads)
-    results = []
-    for i in range(0, len(paths), args.batch):
-        chunk = paths[i:i + args.batch]
-        logits = session.predict(np.stack([preprocess(load_image(p), cfg) for p in chunk]))
-        for p, row in zip(chunk, logits, strict=True):
-            top = np.argsort(-row)[:5]
-            name = labels[top[0]] if top[0] < len(labels) else str(top[0])
-            print(f"{p}\t{name}\t{float(row[top[0]]):.4f}")
-            results.append({"image": str(p), "top1": int(top[0]), "label": name, "top5": [int(t) for t in top],
-                            "logits": [float(v) for v in row]})
+    session = _session(args.backend, bundle, runner, args.threads)
+    if args.check:
+        results, code = check(session, cfg, labels, bundle)
+    else:
+        paths = find_images(args.images)
+        if not paths:
+            raise SystemExit("error: no images found")
+        results = classify(session, cfg, labels, paths, max(1, args.top))
+        code = 0 if all("error" not in r for r in results) else 2
     if args.json:
-        Path(args.json).write_text(json.dumps({"backend": backend, "results": results}, indent=1))
-    return 0
+        Path(args.json).write_text(json.dumps({"backend": session.backend, "results": results}, indent=1))
+    return code
 
 
 if __name__ == "__main__":

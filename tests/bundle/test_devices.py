@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeincep.bundle.devices import CHECK, SAMPLES, write
+from edgeincep.bundle.devices import write
 from edgeincep.bundle.pins import REQUIREMENTS
+from edgeincep.bundle.samples import CHECK, SAMPLES
 from edgeincep.bundle.writer import verify_bundle
 from edgeincep.data.folders import ImageSet, iter_batches
 from edgeincep.export.onnx import preprocess_from_metadata
@@ -84,7 +85,8 @@ def test_bundle_holds_the_validated_model_and_what_runs_it_with_checksums(bundle
     res, art = _device(bundles, device)
     folder = res.folder
     top = sorted(p.name for p in folder.iterdir())
-    expected = ["README.md", "expected.json", "labels.json", "manifest.json", *MODEL_FILES[device], "preprocess.json",
+    expected = ["README.md", "edgeincep_common.py", "expected.json", "labels.json", "manifest.json", *MODEL_FILES[device],
+                "preprocess.json",
                 "requirements.txt", "run.py", "samples"] + (["edgetpu_compat.json"] if device == "coral" else [])
     assert top == sorted(expected)
     assert verify_bundle(folder) == []
@@ -155,15 +157,17 @@ def test_runner_output_equals_the_host_validate_path(bundles, device, mixed_imag
 
 def test_runner_imports_nothing_but_numpy_pillow_and_the_device_runtimes():
     from edgeincep.bundle.devices import RUNNER_SOURCE
+    from edgeincep.bundle.jetson import COMMON_SOURCE
 
-    tree = ast.parse(RUNNER_SOURCE.read_text())
     roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and not node.level:
-            roots.add(node.module.split(".")[0])
-    assert roots - set(sys.stdlib_module_names) == {"numpy", "PIL", "ai_edge_litert", "tflite_runtime", "openvino"}
+    for source in (RUNNER_SOURCE, COMMON_SOURCE):  # run.py and the edgeincep_common.py beside it
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                roots |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots.add(node.module.split(".")[0])
+    third_party = roots - set(sys.stdlib_module_names) - {"edgeincep_common"}
+    assert third_party == {"numpy", "PIL", "ai_edge_litert", "tflite_runtime", "openvino"}
 
 
 def _run_check(folder: Path, output: Path) -> subprocess.CompletedProcess:

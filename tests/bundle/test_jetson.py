@@ -6,6 +6,7 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from edgeincep.bundle.jetson import ENGINE, ONNX, write_jetson_bundle
+from edgeincep.bundle.samples import CHECK
 from edgeincep.bundle.writer import verify_bundle
 from edgeincep.data.images import load_and_preprocess
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
@@ -45,8 +47,8 @@ def built(tmp_path_factory, fmnist_val):
     return {"art": art, "entry": entry, "bundle": res, "fp32": fp32}
 
 
-def _runner(folder: Path):
-    spec = importlib.util.spec_from_file_location("bundled_run", folder / "run.py")
+def _runner(folder: Path, name: str = "run.py"):
+    spec = importlib.util.spec_from_file_location("bundled_" + name.removesuffix(".py"), folder / name)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -55,8 +57,8 @@ def _runner(folder: Path):
 def test_bundle_holds_the_validated_model_labels_preprocessing_and_checksums(built):
     folder, art = built["bundle"].folder, built["art"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["README.md", "build_engine.sh", "expected_drift.json", "labels.json", "manifest.json", ONNX,
-         "preprocess.json", "requirements.txt", "run.py"])
+        ["README.md", "build_engine.sh", "edgeincep_common.py", "expected.json", "expected_drift.json", "labels.json",
+         "manifest.json", ONNX, "preprocess.json", "requirements.txt", "run.py", "samples"])
     assert verify_bundle(folder) == []
     assert sha256_file(folder / ONNX) == sha256_file(art.path)  # exactly the file validation measured
     meta = read_metadata(art.path)
@@ -67,6 +69,7 @@ def test_bundle_holds_the_validated_model_labels_preprocessing_and_checksums(bui
     assert manifest["written_for"] == {"jetpack": "6.2", "tensorrt": "10.3"}
     assert manifest["recipe"]["tensorrt"]["calibration_method"] == "max"
     assert manifest["runner"] == {"onnx": ONNX, "engine": ENGINE, "input": "input"}
+    assert manifest["check"] == CHECK
     assert built["bundle"].archive.is_file() and built["bundle"].archive.name == "inception_resnet_v1.tensorrt.jetson.tar.gz"
 
 
@@ -100,15 +103,36 @@ def test_build_engine_script_runs_exactly_the_trtexec_command(built, tmp_path):
 
 
 def test_runner_imports_nothing_but_numpy_pillow_and_the_runtimes(built):
-    tree = ast.parse((built["bundle"].folder / "run.py").read_text())
     roots = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            roots |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and not node.level:
-            roots.add(node.module.split(".")[0])
-    third_party = roots - set(sys.stdlib_module_names)
+    for name in ("run.py", "edgeincep_common.py"):
+        for node in ast.walk(ast.parse((built["bundle"].folder / name).read_text())):
+            if isinstance(node, ast.Import):
+                roots |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots.add(node.module.split(".")[0])
+    third_party = roots - set(sys.stdlib_module_names) - {"edgeincep_common"}  # the bundle's own module
     assert third_party == {"numpy", "PIL", "tensorrt", "onnxruntime"}
+
+
+def test_check_on_the_cpu_passes_and_a_changed_host_result_fails(built, tmp_path):
+    """`run.py --check` (what `edgeincep deploy --check` runs) reproduces the host's samples on ONNX Runtime's
+    CPU; an expected.json that disagrees with the model makes it exit 1 naming the sample."""
+    folder = tmp_path / "b"
+    shutil.copytree(built["bundle"].folder, folder)
+    spec = json.loads((folder / "manifest.json").read_text())["check"]
+    out = tmp_path / "check.json"
+    argv = [a.replace("{python}", sys.executable).replace("{output}", str(out)) for a in spec["command"]]
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6/6 samples match the host" in done.stdout and "checking with ONNX Runtime" in done.stderr
+    assert json.loads(out.read_text())["backend"] == "onnxruntime"
+    expected = json.loads((folder / "expected.json").read_text())
+    assert expected["tolerance"]["tensorrt"] is None and expected["tolerance"]["onnxruntime"] > 0
+    first = expected["results"][0]
+    first["top1"] = (first["top1"] + 1) % len(first["logits"])
+    (folder / "expected.json").write_text(json.dumps(expected))
+    bad = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and f"MISMATCH {first['image']}: top-1" in bad.stderr
 
 
 def test_runner_on_the_cpu_reproduces_the_host_results(built, fmnist_val, tmp_path):
@@ -126,7 +150,8 @@ def test_runner_on_the_cpu_reproduces_the_host_results(built, fmnist_val, tmp_pa
     np.testing.assert_allclose(device, host, atol=1e-5)
     assert [r["top1"] for r in res["results"]] == host.argmax(1).tolist()
     labels = json.loads((folder / "labels.json").read_text())
-    assert done.stdout.splitlines()[0].split("\t")[1] == labels[res["results"][0]["top1"]]
+    # one line per image, as every bundle's runner prints it: path, timing, then the ranked classes
+    assert done.stdout.splitlines()[0].split("\t")[2].startswith(labels[res["results"][0]["top1"]] + " ")
 
 
 def _odd_images(root: Path) -> list[Path]:
@@ -148,7 +173,7 @@ def _odd_images(root: Path) -> list[Path]:
 
 
 def test_runner_preprocessing_is_bit_identical_to_the_host(built, tmp_path):
-    runner = _runner(built["bundle"].folder)
+    runner = _runner(built["bundle"].folder, "edgeincep_common.py")  # what run.py preprocesses with
     cfg = json.loads((built["bundle"].folder / "preprocess.json").read_text())
     pre = preprocess_from_metadata(read_metadata(built["art"].path))
     for p in _odd_images(tmp_path / "odd"):

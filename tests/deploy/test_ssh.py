@@ -22,7 +22,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeincep.bundle.jetson import RUNNER_SOURCE
+from edgeincep.bundle.jetson import COMMON_NAME, COMMON_SOURCE, RUNNER_SOURCE
 from edgeincep.bundle.writer import write_bundle
 from edgeincep.deploy import remote, ssh
 from edgeincep.fsutil import sha256_file
@@ -428,6 +428,7 @@ def check_files(tmp_path_factory) -> dict[str, bytes]:
     stage = tmp_path_factory.mktemp("check-stage")
     _tiny_onnx(stage / "model.onnx")
     (stage / "run.py").write_bytes(RUNNER_SOURCE.read_bytes())
+    (stage / COMMON_NAME).write_bytes(COMMON_SOURCE.read_bytes())
     (stage / "preprocess.json").write_text(json.dumps({"input_size": SIZE, "crop_pct": 1.0, "interpolation": "bilinear",
                                                         "mean": [0.5] * 3, "std": [0.25] * 3}))
     (stage / "labels.json").write_text(json.dumps([f"class{i}" for i in range(10)]))

@@ -1,0 +1,166 @@
+"""What every edgeincep device bundle's runner shares: image decoding, the host's preprocessing, the
+per-image classification loop and `--check` against the host's results.
+
+Shipped in each bundle as `edgeincep_common.py` beside `run.py` (Raspberry Pi, Coral, Intel: runner.py;
+Jetson: jetson_run.py), and imported by edgeincep's host code from here, so there is one copy of the
+arithmetic the host's validation and every device run. Standalone: numpy and Pillow only.
+
+The preprocessing reproduces edgeincep's host preprocessing (edgeincep/data/images.py) bit for bit:
+decode -> EXIF orientation -> RGB (alpha on white) -> resize the shorter side to floor(size / crop_pct)
+-> centre crop -> /255 -> (x - mean) / std -> CHW float32; tests compare the runners' logits with the host's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# The host's refusals (Pillow's bomb limit, 100:1 aspect): the device refuses what the host refused.
+MAX_PIXELS = 89_478_485
+MAX_ASPECT = 100
+
+
+class BadImage(Exception):
+    pass
+
+
+# --- preprocessing: the host's arithmetic, step for step -----------------------------------------
+
+def to_rgb(img):
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(a * (255.0 if a.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def load_image(path):
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise BadImage(f"{img.width}x{img.height} px exceeds {MAX_PIXELS} pixels")
+                if min(img.size) < 1 or max(img.size) > MAX_ASPECT * min(img.size):
+                    raise BadImage(f"{img.width}x{img.height} px: aspect ratio beyond {MAX_ASPECT}:1")
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return to_rgb(img)
+    except BadImage:
+        raise
+    except Exception as e:  # noqa: BLE001 - Pillow raises a dozen types on damaged files; each is one bad image
+        raise BadImage(" ".join(str(e).split())[:200] or type(e).__name__) from None
+
+
+def preprocess(img, cfg: dict) -> np.ndarray:
+    """Shorter side to floor(size / crop_pct), centre crop, /255, (x - mean) / std: CHW float32."""
+    from PIL import Image
+
+    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+    size = int(cfg["input_size"])
+    short = math.floor(size / float(cfg["crop_pct"]))
+    w, h = img.size
+    new = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
+    img = img.resize(new, resample[cfg["interpolation"]])
+    left = round((new[0] - size) / 2.0)
+    top = round((new[1] - size) / 2.0)
+    img = img.crop((left, top, left + size, top + size))
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = (x - np.asarray(cfg["mean"], np.float32)) / np.asarray(cfg["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+
+# --- classification and the check against the host ---------------------------------------------
+
+def find_images(args: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SystemExit(f"error: {p}: no such file or folder")
+    return out
+
+
+def classify(session, cfg: dict, labels: list[str], paths: list[Path], top: int, quiet: bool = False) -> list[dict]:
+    results = []
+    for p in paths:
+        t0 = time.perf_counter()
+        try:
+            x = preprocess(load_image(p), cfg)
+        except BadImage as e:
+            print(f"{p}\tskipped: {e}", file=sys.stderr)
+            results.append({"image": str(p), "error": str(e)})
+            continue
+        t1 = time.perf_counter()
+        logits = session.predict(x)
+        t2 = time.perf_counter()
+        order = np.argsort(-logits, kind="stable")[:top]
+        names = [labels[i] if i < len(labels) else str(i) for i in order]
+        rec = {"image": str(p), "top1": int(order[0]), "label": names[0], "top": [int(i) for i in order],
+               "names": names, "scores": [float(logits[i]) for i in order],
+               "preprocess_ms": round((t1 - t0) * 1e3, 3), "inference_ms": round((t2 - t1) * 1e3, 3),
+               "logits": [float(v) for v in logits]}
+        results.append(rec)
+        if not quiet:
+            ranked = "  ".join(f"{n} {s:.3f}" for n, s in zip(names, rec["scores"], strict=True))
+            print(f"{p}\t{rec['inference_ms']:.1f} ms (+{rec['preprocess_ms']:.1f} ms preprocessing)\t{ranked}")
+    return results
+
+
+def check(session, cfg: dict, labels: list[str], bundle: Path) -> tuple[list[dict], int]:
+    """Run the bundled samples and compare with the host's logits: same top-1, logits within tolerance.
+
+    The results name each sample as expected.json does (relative to the bundle), so `edgeincep deploy --check`
+    can pair the device's JSON with the host's."""
+    expected = json.loads((bundle / "expected.json").read_text())
+    tol = expected["tolerance"].get(session.backend)
+    got = classify(session, cfg, labels, [bundle / s["image"] for s in expected["results"]], 5, quiet=True)
+    worst, failures = 0.0, []
+    for want, res in zip(expected["results"], got, strict=True):
+        res["image"] = want["image"]
+        if "error" in res:
+            failures.append(f"{want['image']}: {res['error']}")
+            continue
+        diff = float(np.max(np.abs(np.asarray(res["logits"], np.float32) - np.asarray(want["logits"], np.float32))))
+        worst = max(worst, diff)
+        if res["top1"] != want["top1"]:
+            failures.append(f"{want['image']}: top-1 {res['label']}, the host had {want.get('label') or want['top1']}")
+        elif tol is not None and diff > tol:
+            failures.append(f"{want['image']}: logits differ by {diff:.6g} (> {tol:.6g})")
+    exact = not failures and worst == 0.0
+    ms = float(np.median([r["inference_ms"] for r in got if "inference_ms" in r] or [0.0]))
+    print(f"check ({session.backend}): {len(got) - len(failures)}/{len(got)} samples match the host "
+          f"(max |logit difference| {worst:.6g}{', bit-identical' if exact else ''}; "
+          f"tolerance {'top-1 only' if tol is None else f'{tol:.6g}'}); median inference {ms:.1f} ms")
+    for f in failures:
+        # stderr too: a remote caller (edgeincep deploy) shows the last lines of stderr.
+        print(f"  MISMATCH {f}")
+        print(f"MISMATCH {f}", file=sys.stderr)
+    return got, 1 if failures else 0
