@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-# The host's refusals (Pillow's bomb limit, 100:1 aspect): the device refuses what the host refused.
+# 89.5 Mpx (Pillow's own default): larger headers are refused before any pixels are decoded.
 MAX_PIXELS = 89_478_485
+# Preprocessing scales the shorter side to ~85-375 px, so the resized long side grows with the aspect
+# ratio: a 2x200000 PNG (a 1 KB file) needed 3.5 GB and 9 s before this bound. 100:1 caps that at
+# ~40 MB while admitting any real photo, panorama or scan. Host and devices refuse the same images.
 MAX_ASPECT = 100
 
 
@@ -52,25 +55,39 @@ def to_rgb(img):
 
 
 def load_image(path):
-    from PIL import Image, ImageOps
+    """Open, decode fully (first frame of animations), apply EXIF orientation, convert to RGB; a file that
+    cannot be one is a BadImage saying why (the host adds the file's name)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
+            # Pillow warns (two lines each) about recoverable damage such as corrupt EXIF; over a 10k
+            # folder that buries the one line that matters. Bombs stay errors.
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise BadImage(f"{img.width}x{img.height} px exceeds {MAX_PIXELS} pixels")
+                    raise BadImage(f"{img.width}x{img.height} image exceeds {MAX_PIXELS} pixels "
+                                   "(decompression-bomb guard)")
                 if min(img.size) < 1 or max(img.size) > MAX_ASPECT * min(img.size):
-                    raise BadImage(f"{img.width}x{img.height} px: aspect ratio beyond {MAX_ASPECT}:1")
+                    raise BadImage(f"{img.width}x{img.height} px: aspect ratio beyond {MAX_ASPECT}:1 "
+                                   "(resizing it would need far too much memory)")
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return to_rgb(img)
     except BadImage:
         raise
-    except Exception as e:  # noqa: BLE001 - Pillow raises a dozen types on damaged files; each is one bad image
-        raise BadImage(" ".join(str(e).split())[:200] or type(e).__name__) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"refused, too many pixels (decompression-bomb guard: {e})") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise a dozen types on hostile or damaged bytes
+        # (struct.error and IndexError from header parsers, MemoryError from a header asking for a huge
+        # palette or strip, ...): each is one bad image, never a crash of the whole run.
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        reason = "not a recognised image" if isinstance(e, UnidentifiedImageError) else f"corrupt or truncated ({detail})"
+        if Path(path).exists() and Path(path).stat().st_size == 0:
+            reason = "empty file (0 bytes)"
+        raise BadImage(reason) from None
 
 
 def preprocess(img, cfg: dict) -> np.ndarray:
@@ -164,3 +181,15 @@ def check(session, cfg: dict, labels: list[str], bundle: Path) -> tuple[list[dic
         print(f"  MISMATCH {f}")
         print(f"MISMATCH {f}", file=sys.stderr)
     return got, 1 if failures else 0
+
+
+def run(session, cfg: dict, labels: list[str], bundle: Path, images: list[str] | None, top: int) -> tuple[list[dict], int]:
+    """A runner's work once its session is open: classify `images` (files or folders; exit code 2 if one
+    could not be read), or with None, --check the bundled samples (exit code 1 on a mismatch)."""
+    if images is None:
+        return check(session, cfg, labels, bundle)
+    paths = find_images(images)
+    if not paths:
+        raise SystemExit("error: no images found")
+    results = classify(session, cfg, labels, paths, max(1, top))
+    return results, 0 if all("error" not in r for r in results) else 2

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside the edgeincep package (the host's TensorRT predictor imports this file)
-    from .common import check, classify, find_images
+    from .common import run
 except ImportError:  # in the bundle: edgeincep_common.py lies beside this file
     sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edgeincep_common import check, classify, find_images
+    from edgeincep_common import run
 
 HERE = Path(__file__).resolve().parent
 
@@ -245,14 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads((bundle / "preprocess.json").read_text())
     labels = json.loads((bundle / "labels.json").read_text())
     session = _session(args.backend, bundle, runner, args.threads)
-    if args.check:
-        results, code = check(session, cfg, labels, bundle)
-    else:
-        paths = find_images(args.images)
-        if not paths:
-            raise SystemExit("error: no images found")
-        results = classify(session, cfg, labels, paths, max(1, args.top))
-        code = 0 if all("error" not in r for r in results) else 2
+    results, code = run(session, cfg, labels, bundle, None if args.check else args.images, args.top)
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": session.backend, "results": results}, indent=1))
     return code

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside the edgeincep package (the host's LiteRT predictor imports this file)
-    from .common import check, classify, find_images
+    from .common import run
 except ImportError:  # in a device bundle: edgeincep_common.py lies beside this file
     sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edgeincep_common import check, classify, find_images
+    from edgeincep_common import run
 
 HERE = Path(__file__).resolve().parent
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -169,14 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     session = open_session(bundle, runner, args.threads, force_cpu=args.cpu)
     if session.input_size not in (None, int(cfg["input_size"])):
         raise SystemExit(f"error: the model takes {session.input_size} px but preprocess.json says {cfg['input_size']}")
-    if args.check:
-        results, code = check(session, cfg, labels, bundle)
-    else:
-        paths = find_images(args.images)
-        if not paths:
-            raise SystemExit("error: no images found")
-        results = classify(session, cfg, labels, paths, max(1, args.top))
-        code = 0 if all("error" not in r for r in results) else 2
+    results, code = run(session, cfg, labels, bundle, None if args.check else args.images, args.top)
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": session.backend, "versions": versions(),
                                                "results": results}, indent=1))
