@@ -80,6 +80,7 @@ class TfliteSettings(_Strict):
     io: Literal["int8", "uint8", "float32"] = Field(
         "int8", description="INT8 model input/output type (the edgetpu target always uses uint8)")
     per_channel: bool = Field(True, description="per-output-channel INT8 weight scales")
+    commute_pools: bool = Field(True, description="pool after the 1x1 conv, not before (exact; cheaper INT8)")
 
 
 class Budget(_Strict):

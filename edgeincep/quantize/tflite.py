@@ -18,6 +18,7 @@ on an offline machine.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ class TfliteConfig:
     kind: Kind = "int8"
     io: IoType = "int8"          # INT8 models only: the input/output tensor type
     per_channel: bool = True     # INT8: per-output-channel weight scales (per-tensor if False)
+    commute_pools: bool = True   # convert the graph with pools moved after their 1x1 convs (quantize/rewrite.py)
 
 
 @contextlib.contextmanager
@@ -190,6 +192,7 @@ def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bo
     except Exception as e:  # noqa: BLE001 - the quantizer raises ConverterError and RuntimeErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"TFLite quantizer failed for int8: {first}") from None
+    core = unfuse_pool_relu(core)
     islands = float_islands(core)
     if islands:
         # What TFLITE_BUILTINS_INT8 promises: a float island would fail an Edge TPU compile or
@@ -223,6 +226,69 @@ def float_islands(flatbuffer: bytes) -> list[str]:
         if any(i >= 0 and g.tensors[i].dtype == "FLOAT32" and not g.tensors[i].constant for i in op.inputs):
             out.append(f"{op.name}#{op.index}")
     return out
+
+
+def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
+    """Pools of a full-integer model lose their fused RELU, which becomes a RELU operator after them.
+
+    With the pools moved after their 1x1 convolutions the converter fuses the branch's RELU into
+    AVERAGE_POOL_2D, which Coral's compiler refuses ("no fused activation function"; it would cut the
+    graph there). TFLite's int8 pools keep their input's scale and zero point, so the RELU operator reads
+    and writes that same quantization and clamps at the zero point, exactly as the fused activation did:
+    no output bit changes (tested). Where the zero point is already the int8 minimum the clamp is implicit
+    and the RELU is simply dropped."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    codes = [max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) for oc in model.operatorCodes]
+    pools = {i for i, c in enumerate(codes)
+             if c in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
+    relu_code: int | None = None
+    changed = 0
+    for sub in model.subgraphs:
+        ops = []
+        for op in sub.operators:
+            ops.append(op)
+            opts = op.builtinOptions
+            if op.opcodeIndex not in pools or getattr(opts, "fusedActivationFunction", 0) != \
+                    schema.ActivationFunctionType.RELU:
+                continue
+            out = sub.tensors[op.outputs[0]]
+            if out.type != schema.TensorType.INT8:
+                continue
+            opts.fusedActivationFunction = schema.ActivationFunctionType.NONE
+            changed += 1
+            q = out.quantization
+            zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
+            if zero == -128:
+                continue  # 0.0 is already the lowest value the tensor holds
+            if relu_code is None:
+                relu_code = _opcode(model, schema, schema.BuiltinOperator.RELU)
+            pre = copy.deepcopy(out)
+            pre.name = (out.name.decode() if isinstance(out.name, bytes) else str(out.name)) + "/pre_relu"
+            sub.tensors.append(pre)
+            final = op.outputs[0]
+            op.outputs[0] = len(sub.tensors) - 1
+            relu = schema.OperatorT()
+            relu.opcodeIndex, relu.inputs, relu.outputs = relu_code, [op.outputs[0]], [final]
+            ops.append(relu)
+        sub.operators = ops
+    if not changed:
+        return flatbuffer
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _opcode(model, schema, builtin: int) -> int:
+    for i, oc in enumerate(model.operatorCodes):
+        if max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) == builtin:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
 
 
 def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:

@@ -60,12 +60,16 @@ def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: in
     floats = [i for i in range(len(jobs)) if i not in int8]
     if int8 and (calib is None or len(calib) == 0):
         raise UserError("INT8 conversion needs calibration images")
-    source = source_key(fp32, input_size)
+    commute = {cfg.commute_pools for cfg, _ in jobs}
+    if len(commute) > 1:
+        raise UserError("one TFLite conversion cannot both move and keep the pools (commute_pools differs)")
+    commute_pools = commute.pop() if commute else True
+    source = source_key(fp32, input_size, commute_pools)
     with tempfile.TemporaryDirectory(prefix="edgeincep-tflite-") as tmp, contextlib.ExitStack() as outs:
         work = Path(tmp)
         parts = [outs.enter_context(atomic_path(out)) for _, out in jobs]
         request = {"fp32": str(fp32), "input_size": input_size, "metadata": metadata, "cache": str(cache_dir()),
-                   "source": source, "calib_digest": calib_digest if int8 else None}
+                   "source": source, "calib_digest": calib_digest if int8 else None, "commute_pools": commute_pools}
         if int8:
             np.save(work / "calib.npy", np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1), dtype=np.float32))
         results: dict[int, dict] = {}
@@ -76,10 +80,10 @@ def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: in
     return [results[i] for i in range(len(jobs))]
 
 
-def source_key(fp32: Path, input_size: int) -> str:
+def source_key(fp32: Path, input_size: int, commute_pools: bool) -> str:
     from ..fsutil import sha256_file
 
-    return _key(sha256_file(fp32), input_size)
+    return _key(sha256_file(fp32), input_size, commute_pools)
 
 
 def float_name(source: str) -> str:
@@ -119,13 +123,25 @@ class _Intermediates:
         self.source = request["source"]
         self._keras = None
         self.onnx2tf_seconds = 0.0
+        self.pools_moved: int | None = None  # None: this child did not convert (the float model was cached)
 
     def keras(self):
         from .tflite import onnx_to_keras
 
         if self._keras is None:
             t0 = time.perf_counter()
-            self._keras = onnx_to_keras(self.fp32)
+            source = self.fp32
+            if self.req["commute_pools"]:
+                import onnx
+
+                from .rewrite import pool_after_pointwise_conv
+
+                model = onnx.load(str(self.fp32))
+                self.pools_moved = pool_after_pointwise_conv(model)
+                if self.pools_moved:
+                    source = self.work / self.fp32.name
+                    onnx.save(model, str(source))
+            self._keras = onnx_to_keras(source)
             self.onnx2tf_seconds = round(time.perf_counter() - t0, 2)
         return self._keras
 
@@ -159,7 +175,7 @@ def _one(job: dict, have: _Intermediates) -> dict:
     from .tflite import fp16_model, with_io, with_metadata
 
     t0 = time.perf_counter()
-    cfg = TfliteConfig(kind=job["kind"], io=job["io"], per_channel=job["per_channel"])
+    cfg = TfliteConfig(**{k: job[k] for k in ("kind", "io", "per_channel", "commute_pools")})
     if cfg.kind == "fp32":
         flat = have.float()
     elif cfg.kind == "fp16":
@@ -169,7 +185,7 @@ def _one(job: dict, have: _Intermediates) -> dict:
     flat = with_metadata(flat, have.req["metadata"])
     Path(job["out"]).write_bytes(flat)
     calib_images = len(np.load(have.work / "calib.npy", mmap_mode="r")) if cfg.kind == "int8" else 0
-    return {"kind": cfg.kind, "io": cfg.io if cfg.kind == "int8" else "float32",
+    return {"kind": cfg.kind, "io": cfg.io if cfg.kind == "int8" else "float32", "commute_pools": cfg.commute_pools,
             "per_channel": cfg.per_channel if cfg.kind == "int8" else None, "calibration_images": calib_images,
             "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
 
@@ -182,7 +198,8 @@ def _child(work: Path) -> None:
         if not request["jobs"]:
             have.float()  # only the float model, for an INT8 child to start from
         done = [_one(job, have) for job in request["jobs"]]
-        result = {"jobs": [d | {"onnx2tf_seconds": have.onnx2tf_seconds} for d in done]}
+        result = {"jobs": [d | {"onnx2tf_seconds": have.onnx2tf_seconds}
+                           | ({"pools_moved": have.pools_moved} if have.pools_moved is not None else {}) for d in done]}
     except (ConversionError, UserError) as e:
         result = {"error": str(e), "type": type(e).__name__}
     (work / "result.json").write_text(json.dumps(result))

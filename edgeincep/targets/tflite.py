@@ -89,7 +89,7 @@ class TfliteBuilder(Target):
         done: dict[Path, Artifact] = {}
         todo = []
         for kind, out in wanted:
-            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel)
+            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools)
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
                             calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS))
             hit = lookup(out.with_name(out.name + ".json"), key, [out])
