@@ -108,7 +108,7 @@ def render(report: dict) -> str:
 {_device_checks(arts)}{_bundles(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
-<h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak RSS MB</th></tr>{stages}</table>
+<h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak MB (with child processes)</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
 </body></html>"""
 
