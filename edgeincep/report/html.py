@@ -38,7 +38,8 @@ def _e(s) -> str:
     return html.escape(str(s))
 
 
-def render(report: dict) -> str:
+def render(report: dict, base: Path | None = None) -> str:
+    """The page; `base`: the folder it is written to (the run's output folder, beside the artifacts)."""
     val = report["validation"]
     ref = val["reference"]
     arts = val["artifacts"]
@@ -105,7 +106,7 @@ def render(report: dict) -> str:
 <table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
 <th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
-{_device_checks(arts)}{_bundles(arts)}
+{_device_checks(arts, base)}{_bundles(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak MB (with child processes)</th></tr>{stages}</table>
@@ -132,17 +133,22 @@ def _bundles(arts: list[dict]) -> str:
             f"<th>files</th><th>MB</th></tr>{''.join(rows)}</table>")
 
 
-def _device_checks(arts: list[dict]) -> str:
+def _device_checks(arts: list[dict], base: Path | None = None) -> str:
     """The Edge TPU compatibility report (and compiler log facts) of each artifact that has one."""
     parts = []
     for a in arts:
         tpu = (a.get("meta") or {}).get("edgetpu")
         if not tpu:
             continue
-        try:
-            report = json.loads(Path(tpu["report"]).read_text())
-        except (OSError, ValueError):
-            report = {"ops": []}
+        # The record may hold a path relative to where the run started; the file lies beside the artifact.
+        report = {"ops": []}
+        name = Path(tpu["report"]).name
+        for where in (Path(tpu["report"]), Path(a.get("path", "")).parent / name, *([base / name] if base else [])):
+            try:
+                report = json.loads(where.read_text())
+                break
+            except (OSError, ValueError):
+                continue
         ops = "".join(f"<tr><td>{_e(o['op'])}</td><td class=n>{o['version']}</td><td class=n>{o['count']}</td>"
                       f"<td class={'pass' if o['status'] == 'ok' else 'fail'}>{_e(o['status'])}</td></tr>"
                       for o in report.get("ops", []))
@@ -156,13 +162,14 @@ def _device_checks(arts: list[dict]) -> str:
         problems = "".join(f"<li>{_e(p)}</li>" for p in report.get("tensor_problems", []) + report.get("warnings", []))
         parts.append(f"<p><b>{_e(a['target'])}:{_e(a['precision'])}</b> — "
                      f"<span class={'pass' if tpu['compatible'] else 'fail'}>{_e(tpu['summary'])}</span><br>{compiled}</p>"
-                     f"<table><tr><th>op</th><th>version</th><th>count</th><th>Edge TPU</th></tr>{ops}</table>"
+                     + (f"<table><tr><th>op</th><th>version</th><th>count</th><th>Edge TPU</th></tr>{ops}</table>"
+                        if ops else "")
                      + (f"<ul>{problems}</ul>" if problems else ""))
     return "<h2>Edge TPU compatibility</h2>" + "".join(parts) if parts else ""
 
 
 def write_html(report: dict, path: Path) -> Path:
-    return write_text_atomic(path, render(report))
+    return write_text_atomic(path, render(report, Path(path).parent))
 
 
 def _fallback_steps(steps: list[dict]) -> str:
