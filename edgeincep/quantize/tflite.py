@@ -45,7 +45,7 @@ class TfliteConfig:
     kind: Kind = "int8"
     io: IoType = "int8"          # INT8 models only: the input/output tensor type
     per_channel: bool = True     # INT8: per-output-channel weight scales (per-tensor if False)
-    commute_pools: bool = True   # convert the graph with pools moved after their 1x1 convs (quantize/rewrite.py)
+    commute_pools: bool = False  # convert the graph with pools moved after their 1x1 convs (quantize/rewrite.py)
 
 
 @contextlib.contextmanager

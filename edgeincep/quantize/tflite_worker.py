@@ -63,7 +63,7 @@ def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: in
     commute = {cfg.commute_pools for cfg, _ in jobs}
     if len(commute) > 1:
         raise UserError("one TFLite conversion cannot both move and keep the pools (commute_pools differs)")
-    commute_pools = commute.pop() if commute else True
+    commute_pools = commute.pop() if commute else False
     source = source_key(fp32, input_size, commute_pools)
     with tempfile.TemporaryDirectory(prefix="edgeincep-tflite-") as tmp, contextlib.ExitStack() as outs:
         work = Path(tmp)

@@ -53,7 +53,8 @@ def _pools(path) -> list[dict]:
 
 def test_int8_pools_are_moved_and_carry_no_fused_activation(model, tmp_path):
     fp32, calib = model
-    jobs = [(TfliteConfig("fp32"), tmp_path / "m.fp32.tflite"), (TfliteConfig("int8", "uint8"), tmp_path / "m.tflite")]
+    jobs = [(TfliteConfig("fp32", commute_pools=True), tmp_path / "m.fp32.tflite"),
+            (TfliteConfig("int8", "uint8", commute_pools=True), tmp_path / "m.tflite")]
     infos = convert(fp32, jobs, input_size=SIZE, metadata={}, calib=calib, calib_digest="t1")
     assert infos[0]["pools_moved"] == 1 and infos[0]["commute_pools"] is True
     g = read_graph(tmp_path / "m.tflite")
@@ -73,9 +74,10 @@ def test_int8_pools_are_moved_and_carry_no_fused_activation(model, tmp_path):
     np.testing.assert_allclose(it.get_tensor(o["index"]), run_onnx(fp32, calib.x[:1]), rtol=1e-4, atol=1e-5)
 
 
-def test_kept_pools_are_a_recipe_choice(model, tmp_path):
+def test_pools_stay_where_they_are_by_default(model, tmp_path):
     fp32, calib = model
-    infos = convert(fp32, [(TfliteConfig("fp32", commute_pools=False), tmp_path / "k.tflite")], input_size=SIZE,
+    assert TfliteConfig().commute_pools is False
+    infos = convert(fp32, [(TfliteConfig("fp32"), tmp_path / "k.tflite")], input_size=SIZE,
                     metadata={}, calib=calib, calib_digest="t2")
     assert "pools_moved" not in infos[0] or infos[0]["pools_moved"] is None
     g = read_graph(tmp_path / "k.tflite")
