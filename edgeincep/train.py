@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import __version__
 from .console import progress
-from .data.images import _RESAMPLE
+from .data.images import resample_filter
 from .errors import UserError
 from .fsutil import atomic_path
 from .models.registry import Preprocess, check_input_size, create_model
@@ -49,7 +49,7 @@ def resize_uint8(images: np.ndarray, size: int, interpolation: str = "bicubic") 
     """(N, H, W) or (N, H, W, 3) uint8 -> (N, size, size, 3) uint8, the eval path's resize with crop_pct 1."""
     out = np.empty((len(images), size, size, 3), np.uint8)
     for i, a in enumerate(images):
-        img = Image.fromarray(a).convert("RGB").resize((size, size), _RESAMPLE[interpolation])
+        img = Image.fromarray(a).convert("RGB").resize((size, size), resample_filter(interpolation))
         out[i] = np.asarray(img)
     return out
 

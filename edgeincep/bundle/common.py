@@ -90,17 +90,26 @@ def load_image(path):
         raise BadImage(reason) from None
 
 
-def preprocess(img, cfg: dict) -> np.ndarray:
-    """Shorter side to floor(size / crop_pct), centre crop, /255, (x - mean) / std: CHW float32."""
+def resample_filter(interpolation: str):
+    """Pillow's filter for a preprocessing config's interpolation name."""
     from PIL import Image
 
-    resample = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-                "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+    return {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}[interpolation]
+
+
+def resize_size(size: int, crop_pct: float) -> int:
+    """The shorter side before the centre crop."""
+    return math.floor(size / float(crop_pct))
+
+
+def preprocess(img, cfg: dict) -> np.ndarray:
+    """Shorter side to floor(size / crop_pct), centre crop, /255, (x - mean) / std: CHW float32."""
     size = int(cfg["input_size"])
-    short = math.floor(size / float(cfg["crop_pct"]))
+    short = resize_size(size, cfg["crop_pct"])
     w, h = img.size
     new = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
-    img = img.resize(new, resample[cfg["interpolation"]])
+    img = img.resize(new, resample_filter(cfg["interpolation"]))
     left = round((new[0] - size) / 2.0)
     top = round((new[1] - size) / 2.0)
     img = img.crop((left, top, left + size, top + size))

@@ -128,6 +128,7 @@ top-1 agreement with these figures within a few tenths of a point, not bit-ident
 def write_jetson_bundle(art: Artifact, entry: dict, recipe: Recipe, out_dir: Path, *,
                         reference: dict | None = None, images: dict | None = None, threads: int = 0) -> BundleResult:
     from ..export.onnx import preprocess_from_metadata
+    from ..targets.tensorrt_engine import unavailable_reason
     from .samples import CHECK, sample_files
 
     meta = read_metadata(art.path)
@@ -138,8 +139,6 @@ def write_jetson_bundle(art: Artifact, entry: dict, recipe: Recipe, out_dir: Pat
     script = build_script(input_name, int(pre["input_size"]), s)
     drift = expected_drift(entry, reference, images)
     model = meta.get("edgeincep.model", Path(art.path).stem)
-    from ..targets.tensorrt_engine import unavailable_reason
-
     on_engine = unavailable_reason() is None  # then the host predictor (the samples' logits) is the engine
     samples, _, _ = sample_files(art, entry, labels, (images or {}).get("root"), preprocess_from_metadata(meta, art.path),
                                  lambda host: _tolerance(host, on_engine), threads)

@@ -7,13 +7,12 @@ run one implementation. This module adds the host's own error reporting (DataErr
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..bundle.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, to_rgb
+from ..bundle.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, resample_filter, resize_size, to_rgb
 from ..bundle.common import BadImage as DeviceBadImage
 from ..bundle.common import load_image as decode_image
 from ..bundle.common import preprocess as preprocess_image
@@ -21,11 +20,7 @@ from ..errors import DataError
 from ..models.registry import Preprocess
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT", "MAX_PIXELS", "BadImage", "load_and_preprocess", "load_image",
-           "preprocess", "resize_size", "to_rgb"]
-
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
-
+           "preprocess", "resample_filter", "resize_size", "to_rgb"]
 
 class BadImage(DataError):
     """One image that cannot be decoded; the folder loader collects these."""
@@ -37,10 +32,6 @@ def load_image(path: str | Path) -> Image.Image:
         return decode_image(path)
     except DeviceBadImage as e:
         raise BadImage(str(e), path) from None
-
-
-def resize_size(size: int, crop_pct: float) -> int:
-    return math.floor(size / crop_pct)
 
 
 def preprocess(img: Image.Image, cfg: Preprocess, input_size: int | None = None) -> np.ndarray:

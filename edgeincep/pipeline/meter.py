@@ -70,12 +70,6 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def tree_mb(pid: int | None = None) -> float:
-    """Memory of a process and every process below it (sum of PSS), in MB (0 where /proc cannot tell)."""
-    pid = pid or os.getpid()
-    return sum(_mem_kb(p) for p in [pid, *_descendants(pid)]) / 1024
-
-
 class _TreeSampler:
     def __init__(self):
         self.peak_mb = 0.0

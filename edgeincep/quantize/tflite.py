@@ -240,10 +240,11 @@ def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
+    from ..targets.tflite_graph import builtin_code
+
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    codes = [max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) for oc in model.operatorCodes]
-    pools = {i for i, c in enumerate(codes)
-             if c in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
+    pools = {i for i, oc in enumerate(model.operatorCodes)
+             if builtin_code(oc) in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
     relu_code: int | None = None
     changed = 0
     for sub in model.subgraphs:
@@ -282,8 +283,10 @@ def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
 
 
 def _opcode(model, schema, builtin: int) -> int:
+    from ..targets.tflite_graph import builtin_code
+
     for i, oc in enumerate(model.operatorCodes):
-        if max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) == builtin:
+        if builtin_code(oc) == builtin:
             return i
     oc = schema.OperatorCodeT()
     oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1

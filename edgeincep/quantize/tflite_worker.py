@@ -29,7 +29,7 @@ import numpy as np
 
 from ..children import child_env, die_with_parent, last_line
 from ..errors import ConversionError, UserError
-from ..fsutil import atomic_path
+from ..fsutil import atomic_path, sha256_file
 from .tflite import TfliteConfig
 
 if TYPE_CHECKING:
@@ -49,8 +49,11 @@ def cache_dir() -> Path:
 
 
 def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: int, metadata: dict[str, str],
-            calib: CalibrationSet | None = None, calib_digest: str | None = None) -> list[dict]:
+            calib: CalibrationSet | None = None, calib_digest: str | None = None,
+            fp32_sha256: str | None = None) -> list[dict]:
     """Write each (config, path) job's .tflite atomically, converted in child processes; what each job did.
+
+    `fp32_sha256`: the export's digest where the caller has it already (a full-size export is 220 MB).
 
     Two children at most, one after the other: the float conversion (onnx2tf and TensorFlow's
     converter, the memory-hungry part) and the INT8 calibration and quantization, which starts
@@ -64,12 +67,13 @@ def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: in
     if len(commute) > 1:
         raise UserError("one TFLite conversion cannot both move and keep the pools (commute_pools differs)")
     commute_pools = commute.pop() if commute else False
-    source = source_key(fp32, input_size, commute_pools)
+    source = _key(fp32_sha256 or sha256_file(fp32), input_size, commute_pools)
     with tempfile.TemporaryDirectory(prefix="edgeincep-tflite-") as tmp, contextlib.ExitStack() as outs:
         work = Path(tmp)
         parts = [outs.enter_context(atomic_path(out)) for _, out in jobs]
         request = {"fp32": str(fp32), "input_size": input_size, "metadata": metadata, "cache": str(cache_dir()),
-                   "source": source, "calib_digest": calib_digest if int8 else None, "commute_pools": commute_pools}
+                   "source": source, "calib_digest": calib_digest if int8 else None, "commute_pools": commute_pools,
+                   "calib_images": len(calib) if int8 else 0}
         if int8:
             np.save(work / "calib.npy", np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1), dtype=np.float32))
         results: dict[int, dict] = {}
@@ -78,12 +82,6 @@ def convert(fp32: Path, jobs: list[tuple[TfliteConfig, Path]], *, input_size: in
         if int8:
             results |= _run_child(work, fp32, request, [(i, jobs[i][0], parts[i]) for i in int8])
     return [results[i] for i in range(len(jobs))]
-
-
-def source_key(fp32: Path, input_size: int, commute_pools: bool) -> str:
-    from ..fsutil import sha256_file
-
-    return _key(sha256_file(fp32), input_size, commute_pools)
 
 
 def float_name(source: str) -> str:
@@ -184,9 +182,9 @@ def _one(job: dict, have: _Intermediates) -> dict:
         flat = with_io(have.int8_core(cfg.per_channel), cfg.io)
     flat = with_metadata(flat, have.req["metadata"])
     Path(job["out"]).write_bytes(flat)
-    calib_images = len(np.load(have.work / "calib.npy", mmap_mode="r")) if cfg.kind == "int8" else 0
-    return {"kind": cfg.kind, "io": cfg.io if cfg.kind == "int8" else "float32", "commute_pools": cfg.commute_pools,
-            "per_channel": cfg.per_channel if cfg.kind == "int8" else None, "calibration_images": calib_images,
+    int8 = cfg.kind == "int8"
+    return {"kind": cfg.kind, "io": cfg.io if int8 else "float32", "commute_pools": cfg.commute_pools,
+            "per_channel": cfg.per_channel if int8 else None, "calibration_images": have.req["calib_images"] if int8 else 0,
             "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
 
 

@@ -26,15 +26,18 @@ LIBS = ("tensorflow", "tf-keras", "onnx2tf", "ai-edge-litert")
 
 
 class LiteRtPredictor:
-    def __init__(self, path: Path, threads: int = 0, name: str | None = None, precision: str = "fp32"):
+    """A .tflite file, or a flatbuffer in memory (`model` as bytes), on LiteRT's CPU."""
+
+    def __init__(self, model: Path | bytes, threads: int = 0, name: str | None = None, precision: str = "fp32"):
         from ai_edge_litert.interpreter import Interpreter
 
+        source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
         # XNNPACK is LiteRT's default CPU delegate; num_threads None lets it pick, as on a device.
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
+        self.interpreter = Interpreter(**source, num_threads=threads or None)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.name = name or Path(path).name
+        self.name = name or ("<flatbuffer>" if isinstance(model, bytes) else Path(model).name)
         self.executed_precision = _executed(precision, self.input["dtype"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -101,7 +104,7 @@ class TfliteBuilder(Target):
             meta = read_metadata(fp32)
             infos = tflite_worker.convert(fp32, [(cfg, out) for cfg, out, _ in todo],
                                           input_size=preprocess_from_metadata(meta, fp32).input_size, metadata=meta,
-                                          calib=calib, calib_digest=calib_digest)
+                                          calib=calib, calib_digest=calib_digest, fp32_sha256=source)
             for (cfg, out, key), info in zip(todo, infos, strict=True):
                 fmt = f"tflite-{cfg.kind}" + (f"-{cfg.io}-io" if cfg.kind == "int8" else "")
                 art = Artifact(out, self.name, cfg.kind, fmt, meta=info | {"cache_key": key})

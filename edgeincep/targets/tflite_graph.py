@@ -86,6 +86,11 @@ def _options(obj) -> dict:
     return out
 
 
+def builtin_code(op_code) -> int:
+    """An OperatorCode's builtin operator: codes above 127 live only in the newer `builtinCode` field."""
+    return max(int(op_code.builtinCode or 0), int(op_code.deprecatedBuiltinCode or 0))
+
+
 def read_graph(path: Path | bytes) -> Graph:
     model, schema = _load(path)
     op_names, type_names = _names(schema.BuiltinOperator), _names(schema.TensorType)
@@ -93,7 +98,7 @@ def read_graph(path: Path | bytes) -> Graph:
     buffers = model.buffers or []
     codes = []
     for oc in model.operatorCodes:
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+        code = builtin_code(oc)
         name = op_names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
             name = f"CUSTOM:{(oc.customCode or b'').decode() if isinstance(oc.customCode, bytes) else oc.customCode}"
