@@ -84,6 +84,9 @@ class TfliteSettings(_Strict):
     # inherits the conv's signed pre-RELU range; on the reference Inception-v4 that cost 1.7 points of top-1
     # agreement (99.34% -> 97.63%), over the 99% budget, for INT8 29.1 -> 17.3 ms.
     commute_pools: bool = Field(False, description="pool after the 1x1 conv (exact in float; faster, less accurate INT8)")
+    # XNNPACK has no int8 average pool: each ran in TFLite's reference kernel and split XNNPACK's graph
+    # (Inception-v4 INT8 30.5 -> 15.9 ms with this on). The Edge TPU target keeps its pools regardless.
+    depthwise_pools: bool = Field(True, description="INT8 average pools as depthwise conv + border MUL (XNNPACK int8)")
 
 
 class Budget(_Strict):

@@ -18,7 +18,6 @@ on an offline machine.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ class TfliteConfig:
     io: IoType = "int8"          # INT8 models only: the input/output tensor type
     per_channel: bool = True     # INT8: per-output-channel weight scales (per-tensor if False)
     commute_pools: bool = False  # convert the graph with pools moved after their 1x1 convs (quantize/rewrite.py)
+    depthwise_pools: bool = True  # INT8: average pools as depthwise conv + border MUL (quantize/tflite_rewrite.py)
 
 
 @contextlib.contextmanager
@@ -175,17 +175,25 @@ def fp16_model(keras_model, input_size: int) -> bytes:
     return _run(conv, "fp16")
 
 
-def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bool = True) -> bytes:
-    """The full-integer model with float I/O: what TFLiteConverter does for INT8 inside `convert()`
-    (TensorFlow's calibrator over the float model, then its MLIR quantizer with the same arguments),
-    with the calibration spread over every core (tflite_calibrate)."""
-    from tensorflow.lite.python.convert import mlir_quantize
-
+def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
+    """The float model with TensorFlow's calibration ranges over the images (spread over every core,
+    tflite_calibrate): what TFLiteConverter hands its quantizer for a full-integer model."""
     from .tflite_calibrate import calibrate
 
     if len(images_nhwc) == 0:
         raise UserError("INT8 conversion needs calibration images")
-    calibrated = calibrate(float_flatbuffer, images_nhwc)
+    return calibrate(float_flatbuffer, images_nhwc)
+
+
+def quantized_model(calibrated: bytes, per_channel: bool = True, depthwise_pools: bool = False) -> bytes:
+    """The full-integer model with float I/O from a calibrated float model: TensorFlow's MLIR quantizer
+    with the arguments TFLiteConverter passes it, after `pools_as_depthwise` when asked."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from .tflite_rewrite import pools_as_depthwise, unfuse_pool_relu
+
+    if depthwise_pools:
+        calibrated, _ = pools_as_depthwise(calibrated)
     try:
         with _captured_output():
             core = bytes(mlir_quantize(calibrated, disable_per_channel=not per_channel))
@@ -199,6 +207,13 @@ def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bo
         # an int8-only NPU, so it is an error here rather than a silent slow path.
         raise ConversionError(f"TFLite INT8: {len(islands)} operator(s) left in float: {', '.join(islands[:5])}")
     return core
+
+
+def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bool = True,
+               depthwise_pools: bool = False) -> bytes:
+    """The full-integer model with float I/O: what TFLiteConverter does for INT8 inside `convert()`
+    (TensorFlow's calibrator over the float model, then its MLIR quantizer with the same arguments)."""
+    return quantized_model(calibrated_model(float_flatbuffer, images_nhwc), per_channel, depthwise_pools)
 
 
 def with_io(int8_core: bytes, io: IoType) -> bytes:
@@ -228,76 +243,11 @@ def float_islands(flatbuffer: bytes) -> list[str]:
     return out
 
 
-def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
-    """Pools of a full-integer model lose their fused RELU, which becomes a RELU operator after them.
-
-    With the pools moved after their 1x1 convolutions the converter fuses the branch's RELU into
-    AVERAGE_POOL_2D, which Coral's compiler refuses ("no fused activation function"; it would cut the
-    graph there). TFLite's int8 pools keep their input's scale and zero point, so the RELU operator reads
-    and writes that same quantization and clamps at the zero point, exactly as the fused activation did:
-    no output bit changes (tested). Where the zero point is already the int8 minimum the clamp is implicit
-    and the RELU is simply dropped."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    from ..targets.tflite_graph import builtin_code
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    pools = {i for i, oc in enumerate(model.operatorCodes)
-             if builtin_code(oc) in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
-    relu_code: int | None = None
-    changed = 0
-    for sub in model.subgraphs:
-        ops = []
-        for op in sub.operators:
-            ops.append(op)
-            opts = op.builtinOptions
-            if op.opcodeIndex not in pools or getattr(opts, "fusedActivationFunction", 0) != \
-                    schema.ActivationFunctionType.RELU:
-                continue
-            out = sub.tensors[op.outputs[0]]
-            if out.type != schema.TensorType.INT8:
-                continue
-            opts.fusedActivationFunction = schema.ActivationFunctionType.NONE
-            changed += 1
-            q = out.quantization
-            zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
-            if zero == -128:
-                continue  # 0.0 is already the lowest value the tensor holds
-            if relu_code is None:
-                relu_code = _opcode(model, schema, schema.BuiltinOperator.RELU)
-            pre = copy.deepcopy(out)
-            pre.name = (out.name.decode() if isinstance(out.name, bytes) else str(out.name)) + "/pre_relu"
-            sub.tensors.append(pre)
-            final = op.outputs[0]
-            op.outputs[0] = len(sub.tensors) - 1
-            relu = schema.OperatorT()
-            relu.opcodeIndex, relu.inputs, relu.outputs = relu_code, [op.outputs[0]], [final]
-            ops.append(relu)
-        sub.operators = ops
-    if not changed:
-        return flatbuffer
-    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _opcode(model, schema, builtin: int) -> int:
-    from ..targets.tflite_graph import builtin_code
-
-    for i, oc in enumerate(model.operatorCodes):
-        if builtin_code(oc) == builtin:
-            return i
-    oc = schema.OperatorCodeT()
-    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
-    model.operatorCodes.append(oc)
-    return len(model.operatorCodes) - 1
-
-
 def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     """The model with the edgeincep.* facts (labels, preprocessing, source hash) as a metadata entry."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from .tflite_rewrite import pack
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     buf = schema.BufferT()
@@ -310,9 +260,7 @@ def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     model.metadata.append(entry)
     if not model.signatureDefs:
         model.signatureDefs = [_serving_signature(schema, model.subgraphs[0])]
-    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model, len(flatbuffer))
 
 
 def _serving_signature(schema, subgraph):

@@ -7,8 +7,8 @@ returned when the child exits, and the parent never imports TensorFlow.
 
 The expensive intermediates are kept for the parent's lifetime in a private cache folder, so
 targets built one after another share them: the float flatbuffer (FP32, FP16 and INT8 start
-from it) and the calibrated full-integer model with float I/O (the TFLite model with int8 I/O and
-the Edge TPU model with uint8 I/O differ only at their boundaries, and share one calibration).
+from it), the calibrated float model (the TFLite and Edge TPU models share one calibration) and
+each quantized model with float I/O (int8 or uint8 I/O is an edit at its boundaries).
 """
 from __future__ import annotations
 
@@ -162,29 +162,37 @@ class _Intermediates:
         return self._cached(float_name(self.source),
                             lambda: float_model(self.keras(), self.req["input_size"]))
 
-    def int8_core(self, per_channel: bool) -> bytes:
-        from .tflite import int8_model
+    def calibrated(self) -> bytes:
+        from .tflite import calibrated_model
 
-        name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel)}.tflite"
-        return self._cached(name, lambda: int8_model(self.float(), np.load(self.work / "calib.npy"), per_channel))
+        name = f"calibrated-{_key(self.source, self.req['calib_digest'])}.tflite"
+        return self._cached(name, lambda: calibrated_model(self.float(), np.load(self.work / "calib.npy")))
+
+    def int8_core(self, per_channel: bool, depthwise_pools: bool) -> bytes:
+        from .tflite import quantized_model
+
+        name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools)}.tflite"
+        return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel, depthwise_pools))
 
 
 def _one(job: dict, have: _Intermediates) -> dict:
     from .tflite import fp16_model, with_io, with_metadata
 
     t0 = time.perf_counter()
-    cfg = TfliteConfig(**{k: job[k] for k in ("kind", "io", "per_channel", "commute_pools")})
+    cfg = TfliteConfig(**{k: job[k] for k in ("kind", "io", "per_channel", "commute_pools", "depthwise_pools")})
     if cfg.kind == "fp32":
         flat = have.float()
     elif cfg.kind == "fp16":
         flat = fp16_model(have.keras(), have.req["input_size"])
     else:
-        flat = with_io(have.int8_core(cfg.per_channel), cfg.io)
+        flat = with_io(have.int8_core(cfg.per_channel, cfg.depthwise_pools), cfg.io)
     flat = with_metadata(flat, have.req["metadata"])
     Path(job["out"]).write_bytes(flat)
     int8 = cfg.kind == "int8"
     return {"kind": cfg.kind, "io": cfg.io if int8 else "float32", "commute_pools": cfg.commute_pools,
-            "per_channel": cfg.per_channel if int8 else None, "calibration_images": have.req["calib_images"] if int8 else 0,
+            "per_channel": cfg.per_channel if int8 else None,
+            "depthwise_pools": cfg.depthwise_pools if int8 else None,
+            "calibration_images": have.req["calib_images"] if int8 else 0,
             "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
 
 

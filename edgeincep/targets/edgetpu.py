@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..fsutil import atomic_path, write_text_atomic
 from ..recipes import Recipe
@@ -92,7 +92,8 @@ def compile_for_edgetpu(model: Path) -> dict:
 class EdgeTpuTarget(TfliteBuilder):
     name = "edgetpu"
     description = "Coral Edge TPU: full-integer INT8 .tflite with uint8 I/O, compatibility report, edgetpu_compiler"
-    io_override = "uint8"
+    # Coral's compiler maps int8 AVERAGE_POOL_2D itself: the pools stay pools (one op, not two).
+    fixed: ClassVar[dict[str, object]] = {"io": "uint8", "depthwise_pools": False}
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
               float_nodes: list[str] | None = None) -> Artifact:

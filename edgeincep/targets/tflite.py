@@ -8,7 +8,7 @@ tensor's own scale and zero point, exactly as a device application must.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -64,7 +64,8 @@ def _executed(stored: str, input_dtype) -> str:
 class TfliteBuilder(Target):
     """What the TFLite and Edge TPU targets share: conversion with caching, loading, metadata."""
 
-    io_override: str | None = None
+    # What a target fixes whatever the recipe says (the Edge TPU: uint8 I/O, its own pooling).
+    fixed: ClassVar[dict[str, object]] = {}
 
     def unavailable_reason(self) -> str | None:
         import importlib.util
@@ -77,7 +78,7 @@ class TfliteBuilder(Target):
 
     def _settings(self, recipe: Recipe) -> TfliteSettings:
         s = recipe.tflite
-        return s.model_copy(update={"io": self.io_override}) if self.io_override else s
+        return s.model_copy(update=self.fixed) if self.fixed else s
 
     def _convert(self, fp32: Path, wanted: list[tuple[str, Path]], s: TfliteSettings,
                  calib: CalibrationSet | None) -> list[Artifact]:
@@ -92,7 +93,8 @@ class TfliteBuilder(Target):
         done: dict[Path, Artifact] = {}
         todo = []
         for kind, out in wanted:
-            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools)
+            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools,
+                               depthwise_pools=s.depthwise_pools)
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
                             calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS))
             hit = lookup(out.with_name(out.name + ".json"), key, [out])

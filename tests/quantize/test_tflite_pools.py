@@ -1,6 +1,10 @@
-"""TFLite INT8 with Inception's pool branches moved after their 1x1 convolutions: the fused RELU the
-converter then puts on AVERAGE_POOL_2D (which Coral's compiler refuses) becomes a RELU operator after
-the pool (or nothing, where the quantization already clamps at zero), changing no output bit."""
+"""How TFLite INT8 models average 3x3 windows (Inception's pool branches).
+
+For LiteRT's CPU the pools become a depthwise convolution and a multiplication by border factors,
+which XNNPACK runs in int8 (it has no int8 average pool); the Edge TPU model keeps AVERAGE_POOL_2D.
+With the pools moved after their 1x1 convolutions (recipe option), the fused RELU the converter puts
+on an AVERAGE_POOL_2D (which Coral's compiler refuses) becomes a RELU operator after the pool (or
+nothing, where the quantization already clamps at zero), changing no output bit."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeincep.quantize import tflite
 from edgeincep.quantize.calibration import CalibrationSet
-from edgeincep.quantize.tflite import TfliteConfig, unfuse_pool_relu
+from edgeincep.quantize.tflite import TfliteConfig
 from edgeincep.quantize.tflite_calibrate import calibrate
+from edgeincep.quantize.tflite_rewrite import border_factors, pools_as_depthwise, unfuse_pool_relu
 from edgeincep.quantize.tflite_worker import convert
 from edgeincep.targets.tflite_graph import read_graph
 
@@ -54,7 +59,7 @@ def _pools(path) -> list[dict]:
 def test_int8_pools_are_moved_and_carry_no_fused_activation(model, tmp_path):
     fp32, calib = model
     jobs = [(TfliteConfig("fp32", commute_pools=True), tmp_path / "m.fp32.tflite"),
-            (TfliteConfig("int8", "uint8", commute_pools=True), tmp_path / "m.tflite")]
+            (TfliteConfig("int8", "uint8", commute_pools=True, depthwise_pools=False), tmp_path / "m.tflite")]
     infos = convert(fp32, jobs, input_size=SIZE, metadata={}, calib=calib, calib_digest="t1")
     assert infos[0]["pools_moved"] == 1 and infos[0]["commute_pools"] is True
     g = read_graph(tmp_path / "m.tflite")
@@ -102,3 +107,101 @@ def test_unfusing_the_relu_changes_no_output_bit(model, tmp_path):
     plain = unfuse_pool_relu(fused)
     assert [p["fusedActivationFunction"] for p in _pools(plain)] == [0]
     np.testing.assert_array_equal(LiteRtPredictor(fused).predict(calib.x), LiteRtPredictor(plain).predict(calib.x))
+
+
+# --- pools as depthwise convolutions ------------------------------------------------------------
+
+def _same_window_mean(x: np.ndarray, k: int) -> np.ndarray:
+    """Stride-1 SAME mean over the valid pixels of each k x k window (TensorFlow pads the odd pixel after)."""
+    h, w = x.shape
+    before = (k - 1) // 2
+    out = np.empty_like(x)
+    for i in range(h):
+        for j in range(w):
+            win = x[max(0, i - before):i - before + k, max(0, j - before):j - before + k]
+            out[i, j] = win.mean()
+    return out
+
+
+@pytest.mark.parametrize(("h", "w", "k"), [(5, 5, 3), (8, 3, 3), (7, 9, 5), (6, 6, 2), (1, 4, 3)])
+def test_border_factors_turn_zero_padded_window_means_into_means_over_valid_pixels(h, w, k):
+    x = np.random.default_rng(h * w * k).random((h, w))
+    before = (k - 1) // 2
+    padded = np.pad(x, ((before, k - 1 - before), (before, k - 1 - before)))
+    zero_padded_mean = np.array([[padded[i:i + k, j:j + k].sum() / (k * k) for j in range(w)] for i in range(h)])
+    np.testing.assert_allclose(zero_padded_mean * border_factors(h, w, k, k), _same_window_mean(x, k), rtol=1e-12)
+
+
+def test_3x3_factors_are_one_inside_and_larger_on_the_border():
+    f = border_factors(35, 35, 3, 3)
+    assert f[1:-1, 1:-1].min() == f[1:-1, 1:-1].max() == 1.0
+    assert f[0, 5] == f[5, 0] == f[-1, 5] == 1.5 and f[0, 0] == f[-1, -1] == 2.25
+
+
+@pytest.fixture(scope="module")
+def float_flatbuffer(model):
+    fp32, _ = model
+    return tflite.float_model(tflite.onnx_to_keras(fp32), SIZE)
+
+
+def _op_names(flatbuffer) -> list[str]:
+    return [o.name for o in read_graph(flatbuffer).ops]
+
+
+def test_depthwise_pools_compute_what_the_pool_did(model, float_flatbuffer):
+    from edgeincep.targets.tflite import LiteRtPredictor
+
+    _, calib = model
+    assert "AVERAGE_POOL_2D" in _op_names(float_flatbuffer)
+    rewritten, replaced = pools_as_depthwise(float_flatbuffer)
+    assert replaced == 1
+    names = _op_names(rewritten)
+    assert "AVERAGE_POOL_2D" not in names and names.count("DEPTHWISE_CONV_2D") == 1 and names.count("MUL") == 1
+    np.testing.assert_allclose(LiteRtPredictor(rewritten).predict(calib.x),
+                               LiteRtPredictor(float_flatbuffer).predict(calib.x), rtol=1e-5, atol=1e-5)
+    assert pools_as_depthwise(rewritten) == (rewritten, 0)  # nothing left to replace: returned as it was
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
+def test_window_sums_get_a_calibration_range_that_holds_every_value(model, float_flatbuffer):
+    """The one tensor the rewrite adds to a calibrated model is given the pool output's range (widened
+    to 0): every window sum the calibration images produce must lie inside it."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, calib = model
+    images = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
+    rewritten, _ = pools_as_depthwise(calibrate(float_flatbuffer, images, workers=1))
+    m = schema.ModelT.InitFromPackedBuf(bytearray(rewritten), 0)
+    index, sums = next((i, t) for i, t in enumerate(m.subgraphs[0].tensors) if t.name.endswith(b"/window_sums"))
+    lo, hi = sums.quantization.min[0], sums.quantization.max[0]
+    assert lo <= 0.0 < hi
+    it = Interpreter(model_content=rewritten, experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    seen = []
+    for image in images:
+        it.set_tensor(it.get_input_details()[0]["index"], image[None])
+        it.invoke()
+        seen.append(it.get_tensor(index))
+    seen = np.stack(seen)
+    assert lo <= seen.min() and seen.max() <= hi
+    assert seen.max() > 0.5 * hi  # a cover, but not a loose one
+
+
+def test_int8_tflite_runs_its_pools_as_depthwise_convolutions_and_the_edge_tpu_keeps_them(model, tmp_path):
+    from edgeincep.targets.tflite import LiteRtPredictor
+
+    fp32, calib = model
+    assert TfliteConfig().depthwise_pools is True
+    jobs = [(TfliteConfig("fp32"), tmp_path / "f.tflite"), (TfliteConfig("int8", "int8"), tmp_path / "cpu.tflite"),
+            (TfliteConfig("int8", "uint8", depthwise_pools=False), tmp_path / "tpu.tflite")]
+    infos = convert(fp32, jobs, input_size=SIZE, metadata={}, calib=calib, calib_digest="t3")
+    assert [i["depthwise_pools"] for i in infos] == [None, True, False]
+    cpu, tpu = _op_names(tmp_path / "cpu.tflite"), _op_names(tmp_path / "tpu.tflite")
+    assert "AVERAGE_POOL_2D" not in cpu and {"DEPTHWISE_CONV_2D", "MUL"} <= set(cpu)
+    assert "AVERAGE_POOL_2D" in tpu and "DEPTHWISE_CONV_2D" not in tpu
+    ref = LiteRtPredictor(tmp_path / "f.tflite").predict(calib.x)
+    span = np.abs(ref).max()
+    for name in ("cpu", "tpu"):
+        out = LiteRtPredictor(tmp_path / f"{name}.tflite").predict(calib.x)
+        assert np.abs(out - ref).max() < 0.05 * span, name

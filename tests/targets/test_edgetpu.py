@@ -50,6 +50,16 @@ def test_it_shares_the_tflite_models_calibration(built, tflite_int8):
     assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
 
 
+def test_it_keeps_average_pools_whatever_the_tflite_recipe_says():
+    """Coral's compiler maps int8 AVERAGE_POOL_2D: the depthwise form LiteRT's CPU wants would cost it an op."""
+    from edgeincep.recipes import Recipe
+
+    recipe = Recipe.model_validate({"tflite": {"depthwise_pools": True, "io": "int8"}})
+    assert recipe.tflite.depthwise_pools is True
+    s = TPU._settings(recipe)
+    assert (s.depthwise_pools, s.io) == (False, "uint8")
+
+
 def test_it_runs_on_the_cpu_and_agrees_with_fp32(fp32, built):
     art, calib = built
     pred = TPU.load(art, threads=2)

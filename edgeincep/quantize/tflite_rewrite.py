@@ -1,0 +1,217 @@
+"""Edits of TFLite flatbuffers that change how an INT8 model runs, not what it computes.
+
+`pools_as_depthwise`: LiteRT's XNNPACK delegate has no int8 average pool. On Inception-v4 (14
+pool branches) every int8 AVERAGE_POOL_2D ran in TFLite's reference kernel and cut XNNPACK's graph
+into 16 partitions: INT8 took 0.55x of FP32's time where Inception-ResNet-v2 (one pool) took 0.30x.
+A stride-1 average over SAME-padded k x k windows that counts only the valid pixels (PyTorch's
+count_include_pad=False, TensorFlow's SAME pooling) is a depthwise convolution with every weight
+1/(k*k), followed by a multiplication by k*k / (valid pixels in the window): 1 inside, 1.5 on the
+borders, 2.25 in the corners of a 3x3 pool. XNNPACK runs both in int8.
+
+The edit is made on the calibrated float model, between TensorFlow's calibrator and its
+quantizer, so the TFLite and Edge TPU models (whose compiler maps AVERAGE_POOL_2D itself) share one
+calibration. The one new activation tensor, the window sums before the border correction, gets
+the range [min(lo, 0), max(hi, 0)] of the pool's calibrated output [lo, hi]: each window sum is the
+pool's value times a factor in (0, 1], so that range holds every value it can take.
+
+`unfuse_pool_relu`: see its docstring (Coral's compiler refuses pools with a fused activation).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _load(flatbuffer: bytes):
+    return _schema().ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+
+
+def pack(model, size_hint: int) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size_hint + (1 << 20))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _name(tensor) -> str:
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def opcode(model, builtin: int) -> int:
+    """Index of `builtin` in the model's operator codes, added (version 1) if absent."""
+    from ..targets.tflite_graph import builtin_code
+
+    schema = _schema()
+    for i, oc in enumerate(model.operatorCodes):
+        if builtin_code(oc) == builtin:
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _drop_unused_opcodes(model) -> None:
+    # TensorFlow's calibrator builds its op resolver from the operators in use but its interpreter
+    # registers every operator code: a code left without operators fails to load there.
+    used = sorted({op.opcodeIndex for sub in model.subgraphs for op in sub.operators})
+    remap = {old: new for new, old in enumerate(used)}
+    model.operatorCodes = [model.operatorCodes[i] for i in used]
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            op.opcodeIndex = remap[op.opcodeIndex]
+
+
+def _constant(model, sub, name: str, values: np.ndarray) -> int:
+    schema = _schema()
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(np.ascontiguousarray(values, dtype=np.float32).tobytes(), dtype=np.uint8)
+    model.buffers.append(buf)
+    t = schema.TensorT()
+    t.shape, t.type, t.buffer, t.name = list(values.shape), schema.TensorType.FLOAT32, len(model.buffers) - 1, name
+    sub.tensors.append(t)
+    return len(sub.tensors) - 1
+
+
+def valid_counts(size: int, k: int) -> np.ndarray:
+    """Pixels of each stride-1 SAME window of width k that fall inside an axis of `size` pixels."""
+    before = (k - 1) // 2  # TensorFlow's SAME padding puts the odd pixel after
+    i = np.arange(size)
+    return (np.minimum(size - 1, i - before + k - 1) - np.maximum(0, i - before) + 1).astype(np.float64)
+
+
+def border_factors(height: int, width: int, kh: int, kw: int) -> np.ndarray:
+    """k*k / (valid pixels) at every output position: what turns a zero-padded window mean into
+    the mean over the valid pixels only."""
+    return (kh * kw) / np.outer(valid_counts(height, kh), valid_counts(width, kw))
+
+
+def _is_same_stride1_float_pool(sub, op, schema) -> bool:
+    o = op.builtinOptions
+    return (o.strideH == 1 and o.strideW == 1 and o.padding == schema.Padding.SAME
+            and sub.tensors[op.inputs[0]].type == schema.TensorType.FLOAT32)
+
+
+def pools_as_depthwise(flatbuffer: bytes) -> tuple[bytes, int]:
+    """The float (or calibrated float) model with every stride-1 SAME AVERAGE_POOL_2D replaced by
+    DEPTHWISE_CONV_2D (weights 1/(k*k)) and a MUL by the border factors; and how many were replaced.
+
+    The MUL writes the pool's old output tensor and carries its fused activation, so everything
+    after it, calibration ranges included, is unchanged."""
+    from ..targets.tflite_graph import builtin_code
+
+    schema = _schema()
+    model = _load(flatbuffer)
+    pools = {i for i, oc in enumerate(model.operatorCodes)
+             if builtin_code(oc) == schema.BuiltinOperator.AVERAGE_POOL_2D}
+    replaced = 0
+    for sub in model.subgraphs:
+        ops = []
+        for op in sub.operators:
+            if op.opcodeIndex not in pools or not _is_same_stride1_float_pool(sub, op, schema):
+                ops.append(op)
+                continue
+            ops += _depthwise_and_mul(model, sub, op, f"{_name(sub.tensors[op.inputs[0]])}/avg_pool_{replaced}")
+            replaced += 1
+        sub.operators = ops
+    if not replaced:
+        return flatbuffer, 0
+    _drop_unused_opcodes(model)
+    return pack(model, len(flatbuffer)), replaced
+
+
+def _depthwise_and_mul(model, sub, pool, base: str) -> list:
+    schema = _schema()
+    opts = pool.builtinOptions
+    kh, kw = opts.filterHeight, opts.filterWidth
+    _, height, width, channels = sub.tensors[pool.inputs[0]].shape
+    out = sub.tensors[pool.outputs[0]]
+
+    weights = _constant(model, sub, base + "/weights", np.full((1, kh, kw, channels), 1.0 / (kh * kw)))
+    bias = _constant(model, sub, base + "/bias", np.zeros((channels,)))
+    factors = _constant(model, sub, base + "/border_factors",
+                        border_factors(height, width, kh, kw).reshape(1, height, width, 1))
+    sums = schema.TensorT()
+    sums.shape, sums.type, sums.name = list(out.shape), schema.TensorType.FLOAT32, base + "/window_sums"
+    if out.quantization is not None and out.quantization.min is not None and len(out.quantization.min):
+        q = schema.QuantizationParametersT()
+        q.min = [min(float(np.min(out.quantization.min)), 0.0)]
+        q.max = [max(float(np.max(out.quantization.max)), 0.0)]
+        sums.quantization = q
+    sub.tensors.append(sums)
+    sums_index = len(sub.tensors) - 1
+
+    dw = schema.OperatorT()
+    dw.opcodeIndex = opcode(model, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+    dw.inputs, dw.outputs = [pool.inputs[0], weights, bias], [sums_index]
+    d = schema.DepthwiseConv2DOptionsT()
+    d.padding, d.strideH, d.strideW, d.depthMultiplier = schema.Padding.SAME, 1, 1, 1
+    d.dilationHFactor, d.dilationWFactor = 1, 1
+    d.fusedActivationFunction = schema.ActivationFunctionType.NONE
+    dw.builtinOptionsType, dw.builtinOptions = schema.BuiltinOptions.DepthwiseConv2DOptions, d
+
+    mul = schema.OperatorT()
+    mul.opcodeIndex = opcode(model, schema.BuiltinOperator.MUL)
+    mul.inputs, mul.outputs = [sums_index, factors], [pool.outputs[0]]
+    m = schema.MulOptionsT()
+    m.fusedActivationFunction = opts.fusedActivationFunction
+    mul.builtinOptionsType, mul.builtinOptions = schema.BuiltinOptions.MulOptions, m
+    return [dw, mul]
+
+
+def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
+    """Pools of a full-integer model lose their fused RELU, which becomes a RELU operator after them.
+
+    With the pools moved after their 1x1 convolutions the converter fuses the branch's RELU into
+    AVERAGE_POOL_2D, which Coral's compiler refuses ("no fused activation function"; it would cut the
+    graph there). TFLite's int8 pools keep their input's scale and zero point, so the RELU operator reads
+    and writes that same quantization and clamps at the zero point, exactly as the fused activation did:
+    no output bit changes (tested). Where the zero point is already the int8 minimum the clamp is implicit
+    and the RELU is simply dropped."""
+    from ..targets.tflite_graph import builtin_code
+
+    schema = _schema()
+    model = _load(flatbuffer)
+    pools = {i for i, oc in enumerate(model.operatorCodes)
+             if builtin_code(oc) in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
+    relu_code: int | None = None
+    changed = 0
+    for sub in model.subgraphs:
+        ops = []
+        for op in sub.operators:
+            ops.append(op)
+            opts = op.builtinOptions
+            if op.opcodeIndex not in pools or getattr(opts, "fusedActivationFunction", 0) != \
+                    schema.ActivationFunctionType.RELU:
+                continue
+            out = sub.tensors[op.outputs[0]]
+            if out.type != schema.TensorType.INT8:
+                continue
+            opts.fusedActivationFunction = schema.ActivationFunctionType.NONE
+            changed += 1
+            q = out.quantization
+            zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
+            if zero == -128:
+                continue  # 0.0 is already the lowest value the tensor holds
+            if relu_code is None:
+                relu_code = opcode(model, schema.BuiltinOperator.RELU)
+            pre = copy.deepcopy(out)
+            pre.name = _name(out) + "/pre_relu"
+            sub.tensors.append(pre)
+            final = op.outputs[0]
+            op.outputs[0] = len(sub.tensors) - 1
+            relu = schema.OperatorT()
+            relu.opcodeIndex, relu.inputs, relu.outputs = relu_code, [op.outputs[0]], [final]
+            ops.append(relu)
+        sub.operators = ops
+    if not changed:
+        return flatbuffer
+    return pack(model, len(flatbuffer))
