@@ -6,8 +6,9 @@ flatbuffer (frozen-graph route, see `_converter`). FP32 is that flatbuffer; FP16
 converter's float16 variant; INT8 is what TFLiteConverter does inside `convert()` for
 full-integer models, done in the open so the slow part can use every core: TensorFlow's
 calibrator over the float flatbuffer (spread over processes, tflite_calibrate) and then its MLIR
-quantizer. onnx2tf is asked only for the Keras model (`disable_model_save`): its own variant
-generation took 18 min and 8.6 GB on Inception-ResNet-v2.
+quantizer, with the average pools first turned into depthwise convolutions for LiteRT's CPU
+(tflite_rewrite: XNNPACK has no int8 pool). onnx2tf is asked only for the Keras model
+(`disable_model_save`): its own variant generation took 18 min and 8.6 GB on Inception-ResNet-v2.
 
 Offline trap: onnx2tf downloads a sample-image file whenever the model's input has a static
 batch (to check its conversion). Our exported ONNX has a dynamic batch, so that path is not
