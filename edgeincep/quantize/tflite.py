@@ -2,9 +2,10 @@
 
 Route, chosen by measurement (issues 6 and 8): onnx2tf rebuilds the graph as a Keras model in
 NHWC with no TRANSPOSE left inside it; TensorFlow's converter turns that into one float
-flatbuffer (frozen-graph route, see `_converter`). FP32 is that flatbuffer; FP16 is the
-converter's float16 variant; INT8 is what TFLiteConverter does inside `convert()` for
-full-integer models, done in the open so the slow part can use every core: TensorFlow's
+flatbuffer (frozen-graph route, see `_converter`). FP32 is that flatbuffer; FP16 is that
+flatbuffer with float16 weights (tflite_rewrite: what the converter's float16 option writes);
+INT8 is what TFLiteConverter does inside `convert()` for full-integer models, done in the open
+so the slow part can use every core: TensorFlow's
 calibrator over the float flatbuffer (spread over processes, tflite_calibrate) and then its MLIR
 quantizer, with the average pools first turned into depthwise convolutions for LiteRT's CPU
 (tflite_rewrite: XNNPACK has no int8 pool). onnx2tf is asked only for the Keras model
@@ -164,16 +165,6 @@ def _run(conv, what: str) -> bytes:
 def float_model(keras_model, input_size: int) -> bytes:
     """The FP32 flatbuffer; FP32 ships it as is and INT8 is calibrated on it."""
     return _run(_converter(keras_model, input_size), "fp32")
-
-
-def fp16_model(keras_model, input_size: int) -> bytes:
-    """The converter's float16 variant: weights stored as float16, dequantized on load."""
-    import tensorflow as tf
-
-    conv = _converter(keras_model, input_size)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_types = [tf.float16]
-    return _run(conv, "fp16")
 
 
 def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:

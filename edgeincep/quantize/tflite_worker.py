@@ -176,14 +176,15 @@ class _Intermediates:
 
 
 def _one(job: dict, have: _Intermediates) -> dict:
-    from .tflite import fp16_model, with_io, with_metadata
+    from .tflite import with_io, with_metadata
+    from .tflite_rewrite import float16_weights
 
     t0 = time.perf_counter()
     cfg = TfliteConfig(**{k: job[k] for k in ("kind", "io", "per_channel", "commute_pools", "depthwise_pools")})
     if cfg.kind == "fp32":
         flat = have.float()
     elif cfg.kind == "fp16":
-        flat = fp16_model(have.keras(), have.req["input_size"])
+        flat = float16_weights(have.float())
     else:
         flat = with_io(have.int8_core(cfg.per_channel, cfg.depthwise_pools), cfg.io)
     flat = with_metadata(flat, have.req["metadata"])

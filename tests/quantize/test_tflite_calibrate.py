@@ -1,5 +1,5 @@
 """TFLite calibration across processes gives exactly what TensorFlow's single calibrator gives,
-and the INT8 model built from it is the one TensorFlow's converter builds."""
+and the INT8 and FP16 models built from the one float model are the ones TensorFlow's converter builds."""
 from __future__ import annotations
 
 import numpy as np
@@ -89,3 +89,39 @@ def test_int8_model_equals_tensorflows_converter_output(keras_and_float, tflite_
 
     np.testing.assert_array_equal(LiteRtPredictor(ours).predict(calib.x[:8]), LiteRtPredictor(theirs).predict(calib.x[:8]))
     assert tflite.float_islands(ours) == []
+
+
+def test_fp16_model_equals_tensorflows_converter_output(keras_and_float, tflite_calib):
+    """FP16 made from the float flatbuffer (float16 constants widened by DEQUANTIZE) is what the converter's
+    float16 option writes: same operators and versions, the same float16 values, the same metadata flags,
+    bit-identical outputs."""
+    import tensorflow as tf
+
+    from edgeincep.quantize.tflite_rewrite import float16_weights
+    from edgeincep.targets.tflite import LiteRtPredictor
+    from edgeincep.targets.tflite_graph import read_graph
+
+    keras_model, size, flo = keras_and_float
+    ours = float16_weights(flo)
+    conv = tflite._converter(keras_model, size)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    theirs = bytes(conv.convert())
+    a, b = read_graph(ours), read_graph(theirs)
+    assert sorted((o.name, o.version) for o in a.ops) == sorted((o.name, o.version) for o in b.ops)
+    assert sum(o.name == "DEQUANTIZE" for o in a.ops) > 100
+
+    def halves_and_flags(flatbuffer: bytes) -> tuple[dict, dict]:
+        from ai_edge_litert import schema_py_generated as schema
+
+        m = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+        halves = {t.name: bytes(m.buffers[t.buffer].data) for t in m.subgraphs[0].tensors
+                  if t.type == schema.TensorType.FLOAT16}
+        flags = {e.name: bytes(m.buffers[e.buffer].data) for e in m.metadata
+                 if e.name in (b"min_runtime_version", b"reduced_precision_support")}
+        return halves, flags
+
+    assert halves_and_flags(ours) == halves_and_flags(theirs)
+    x = tflite_calib.x[:8]
+    np.testing.assert_array_equal(LiteRtPredictor(ours).predict(x), LiteRtPredictor(theirs).predict(x))
+    assert len(ours) < 0.6 * len(flo)
