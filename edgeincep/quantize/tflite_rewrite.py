@@ -227,28 +227,36 @@ def float16_weights(float_flatbuffer: bytes) -> bytes:
     23 s and 2.4 GB on full-size Inception-ResNet-v2."""
     schema = _schema()
     model = _load(float_flatbuffer)
-    dequantize = opcode(model, schema.BuiltinOperator.DEQUANTIZE)
-    model.operatorCodes[dequantize].version = max(model.operatorCodes[dequantize].version, 3)  # fp16 input
+    halves: dict[int, int] = {}  # float32 buffer -> its float16 copy (a buffer may serve several tensors)
+    dequantize: int | None = None
     for sub in model.subgraphs:
+        constants = [(i, t) for i, t in enumerate(sub.tensors) if t.type == schema.TensorType.FLOAT32 and t.buffer
+                     and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)]
         widen = []
-        for index, t in enumerate(list(sub.tensors)):
-            data = model.buffers[t.buffer].data if t.buffer else None
-            if t.type != schema.TensorType.FLOAT32 or data is None or not len(data):
-                continue
-            half = schema.BufferT()
-            half.data = np.frombuffer(np.frombuffer(bytes(data), dtype="<f4").astype("<f2").tobytes(), dtype=np.uint8)
-            model.buffers.append(half)
+        for index, t in constants:
+            if t.buffer not in halves:
+                half = schema.BufferT()
+                half.data = np.frombuffer(np.frombuffer(bytes(model.buffers[t.buffer].data), dtype="<f4")
+                                          .astype("<f2").tobytes(), dtype=np.uint8)
+                model.buffers.append(half)
+                halves[t.buffer] = len(model.buffers) - 1
             stored = copy.deepcopy(t)
-            stored.type, stored.buffer = schema.TensorType.FLOAT16, len(model.buffers) - 1
+            stored.type, stored.buffer = schema.TensorType.FLOAT16, halves[t.buffer]
             sub.tensors.append(stored)
-            empty = schema.BufferT()
-            model.buffers.append(empty)
-            model.buffers[t.buffer].data = None  # the float32 values go; the tensor is now computed
-            t.buffer = len(model.buffers) - 1
+            model.buffers.append(schema.BufferT())
+            t.buffer = len(model.buffers) - 1  # the float32 tensor is now computed, at the start of the graph
+            if dequantize is None:
+                dequantize = opcode(model, schema.BuiltinOperator.DEQUANTIZE)
+                code = model.operatorCodes[dequantize]
+                code.version = max(code.version or 1, 3)  # version 3: float16 input
             op = schema.OperatorT()
             op.opcodeIndex, op.inputs, op.outputs = dequantize, [len(sub.tensors) - 1], [index]
             widen.append(op)
         sub.operators = widen + list(sub.operators)
+    for old in halves:
+        model.buffers[old].data = None  # the float32 values are not kept
+    if dequantize is None:
+        return float_flatbuffer
     # As the converter writes them: the runtime version a float16 DEQUANTIZE needs (NUL-padded to 16
     # bytes) and the flag that lets delegates compute with fp16 weights and fp32 accumulation.
     entries = {b"min_runtime_version": b"1.15.0".ljust(16, b"\0"), b"reduced_precision_support": b"fp16accfp32"}
