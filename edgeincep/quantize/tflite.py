@@ -177,9 +177,10 @@ def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
     return calibrate(float_flatbuffer, images_nhwc)
 
 
-def quantized_model(calibrated: bytes, per_channel: bool = True, depthwise_pools: bool = False) -> bytes:
+def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool) -> bytes:
     """The full-integer model with float I/O from a calibrated float model: TensorFlow's MLIR quantizer
-    with the arguments TFLiteConverter passes it, after `pools_as_depthwise` when asked."""
+    with the arguments TFLiteConverter passes it (calibrated_model, then this, is what the converter does
+    for INT8 inside `convert()`), after `pools_as_depthwise` when asked."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     from .tflite_rewrite import pools_as_depthwise, unfuse_pool_relu
@@ -199,13 +200,6 @@ def quantized_model(calibrated: bytes, per_channel: bool = True, depthwise_pools
         # an int8-only NPU, so it is an error here rather than a silent slow path.
         raise ConversionError(f"TFLite INT8: {len(islands)} operator(s) left in float: {', '.join(islands[:5])}")
     return core
-
-
-def int8_model(float_flatbuffer: bytes, images_nhwc: np.ndarray, per_channel: bool = True,
-               depthwise_pools: bool = False) -> bytes:
-    """The full-integer model with float I/O: what TFLiteConverter does for INT8 inside `convert()`
-    (TensorFlow's calibrator over the float model, then its MLIR quantizer with the same arguments)."""
-    return quantized_model(calibrated_model(float_flatbuffer, images_nhwc), per_channel, depthwise_pools)
 
 
 def with_io(int8_core: bytes, io: IoType) -> bytes:
@@ -239,9 +233,9 @@ def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     """The model with the edgeincep.* facts (labels, preprocessing, source hash) as a metadata entry."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from .tflite_rewrite import pack
+    from .tflite_rewrite import load, pack
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    model = load(flatbuffer)
     buf = schema.BufferT()
     buf.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
     model.buffers.append(buf)

@@ -30,7 +30,9 @@ def _schema():
     return schema
 
 
-def _load(flatbuffer: bytes):
+def load(flatbuffer: bytes):
+    """A flatbuffer this process made, unpacked into LiteRT's object API for editing (see `pack`).
+    (Files from users are read by targets.tflite_graph, which checks them first.)"""
     return _schema().ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
 
 
@@ -110,7 +112,7 @@ def pools_as_depthwise(flatbuffer: bytes) -> tuple[bytes, int]:
     from ..targets.tflite_graph import builtin_code
 
     schema = _schema()
-    model = _load(flatbuffer)
+    model = load(flatbuffer)
     pools = {i for i, oc in enumerate(model.operatorCodes)
              if builtin_code(oc) == schema.BuiltinOperator.AVERAGE_POOL_2D}
     replaced = 0
@@ -180,7 +182,7 @@ def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
     from ..targets.tflite_graph import builtin_code
 
     schema = _schema()
-    model = _load(flatbuffer)
+    model = load(flatbuffer)
     pools = {i for i, oc in enumerate(model.operatorCodes)
              if builtin_code(oc) in (schema.BuiltinOperator.AVERAGE_POOL_2D, schema.BuiltinOperator.MAX_POOL_2D)}
     relu_code: int | None = None
@@ -226,7 +228,7 @@ def float16_weights(float_flatbuffer: bytes) -> bytes:
     Made from the float flatbuffer already in hand instead of a second onnx2tf + converter run, which cost
     23 s and 2.4 GB on full-size Inception-ResNet-v2."""
     schema = _schema()
-    model = _load(float_flatbuffer)
+    model = load(float_flatbuffer)
     halves: dict[int, int] = {}  # float32 buffer -> its float16 copy (a buffer may serve several tensors)
     dequantize: int | None = None
     for sub in model.subgraphs:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -172,7 +172,8 @@ class _Intermediates:
         from .tflite import quantized_model
 
         name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools)}.tflite"
-        return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel, depthwise_pools))
+        return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel=per_channel,
+                                                          depthwise_pools=depthwise_pools))
 
 
 def _one(job: dict, have: _Intermediates) -> dict:
@@ -180,7 +181,7 @@ def _one(job: dict, have: _Intermediates) -> dict:
     from .tflite_rewrite import float16_weights
 
     t0 = time.perf_counter()
-    cfg = TfliteConfig(**{k: job[k] for k in ("kind", "io", "per_channel", "commute_pools", "depthwise_pools")})
+    cfg = TfliteConfig(**{f.name: job[f.name] for f in fields(TfliteConfig)})  # the job is asdict(cfg) + "out"
     if cfg.kind == "fp32":
         flat = have.float()
     elif cfg.kind == "fp16":

@@ -75,7 +75,8 @@ def test_int8_model_equals_tensorflows_converter_output(keras_and_float, tflite_
 
     keras_model, size, _ = keras_and_float
     calib = tflite_calib
-    ours = tflite.int8_model(keras_and_float[2], calib.x.transpose(0, 2, 3, 1), per_channel=True)
+    calibrated = tflite.calibrated_model(keras_and_float[2], calib.x.transpose(0, 2, 3, 1))
+    ours = tflite.quantized_model(calibrated, per_channel=True, depthwise_pools=False)
     nhwc = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
     conv = tflite._converter(keras_model, size)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
