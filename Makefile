@@ -8,7 +8,7 @@ TARGET ?= all
 OUT    ?= out
 PYTEST_ARGS ?=
 
-.PHONY: install lint test test-slow export data bench reference-models clean
+.PHONY: install system-packages test-prerequisites lint test test-slow export data bench reference-models clean
 
 # Every backend that runs on this CPU, then the tools whose metadata pins conflict (requirements-nodeps.txt).
 # pip check must pass for everything else; only those tools' declared-but-unneeded pins are excused.
@@ -20,20 +20,29 @@ $(VENV)/.installed: pyproject.toml constraints.txt requirements-nodeps.txt
 	$(PY) -m pip check | { grep -vE '^(onnx2tf|nvidia-modelopt) |^No broken' || true; } | { ! grep .; }
 	touch $@
 
-install: $(VENV)/.installed
+install: system-packages $(VENV)/.installed
+
+## Debian packages (ci/system-packages.sh lists them): silent when present, else apt-get as root or `sudo -n`.
+system-packages:
+	@bash ci/system-packages.sh
+
+## What the test suite runs for real besides Python: an sshd, qemu-user and an emulated arm64 Pi userland.
+test-prerequisites: install
+	@bash ci/system-packages.sh --tests
+	@bash ci/arm64-sysroot.sh
 
 lint: install
 	$(BIN)/ruff check edgeincep tests benchmarks
 
 ## The default test run (CI): lint, then everything but the slow end-to-end tests.
-test: install lint
+test: install test-prerequisites lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## Slow end-to-end tests: full-size models, the full 10k validation set.
-test-slow: install
+test-slow: install test-prerequisites
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-## Fashion-MNIST as image folders (needs Debian's dataset-fashion-mnist).
+## Fashion-MNIST as image folders (from Debian's dataset-fashion-mnist, which `install` provides).
 data: install
 	test -d data/fashion-mnist/val || $(BIN)/edgeincep data fashion-mnist --out data/fashion-mnist
 

@@ -6,8 +6,8 @@
 #
 #   bash ci/arm64-sysroot.sh            # -> .cache/arm64/sysroot (EDGEINCEP_ARM64_CACHE overrides .cache/arm64)
 #
-# Needs root once (dpkg --add-architecture arm64 + apt-get update) and qemu-user-static for the smoke
-# test at the end. The Debian release is whatever this machine's apt sources name, with its python3.
+# Needs the arm64 package architecture and qemu-user-static, which `bash ci/system-packages.sh --tests`
+# provides (make test runs both). The Debian release is whatever this machine's apt sources name, with its python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,14 +20,10 @@ EXTRA_DEBS="libstdc++6:arm64 libgcc-s1:arm64"
 
 log() { echo "arm64-sysroot: $*" >&2; }
 
+bash "$ROOT/ci/system-packages.sh" --tests
 command -v qemu-aarch64-static >/dev/null || { log "qemu-aarch64-static missing (apt-get install qemu-user-static)"; exit 1; }
-
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-  dpkg --add-architecture arm64
-fi
-if ! apt-cache show libc6:arm64 >/dev/null 2>&1; then
-  apt-get update -q
-fi
+apt-cache show libc6:arm64 >/dev/null 2>&1 \
+  || { log "apt knows no arm64 packages: run apt-get update after dpkg --add-architecture arm64"; exit 1; }
 
 # The release's default python3 (3.11 on bookworm, 3.13 on trixie): the interpreter a Pi on that release runs.
 PYVER=$(apt-cache depends python3:arm64 | sed -n 's/^ *Depends: python\(3\.[0-9]*\):arm64.*/\1/p' | head -n1)
@@ -58,8 +54,7 @@ REQS=$CACHE/requirements.rpi.txt
 "$PIP_PY" "$PINS" rpi > "$REQS"
 STAMP_WANT=$( { cat "$0" "$REQS"; echo "$PYVER $GLIBC"; apt-cache policy "python$PYVER:arm64" | sed -n 2,3p; } | sha256sum | cut -c1-16)
 if [ -f "$SYSROOT/.stamp" ] && [ "$(cat "$SYSROOT/.stamp")" = "$STAMP_WANT" ]; then
-  log "up to date: $SYSROOT (python$PYVER, $PLATFORM)"
-  exit 0
+  exit 0  # up to date: silent, so a second `make test` starts at once
 fi
 
 t0=$(date +%s)

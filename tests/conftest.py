@@ -4,11 +4,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from prerequisites import require_fashion_mnist
 
 from edgeincep.cli import main
+from edgeincep.data import fashion_mnist as fm
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.paths import DEFAULT_CALIBRATION
 from edgeincep.pipeline.export_stage import run_export
@@ -51,13 +54,16 @@ def cli() -> Cli:
 
 
 @pytest.fixture(scope="session")
-def fmnist_val(tmp_path_factory) -> Path:
-    """A balanced 500-image slice of the Fashion-MNIST test split, as class folders."""
-    from edgeincep.data import fashion_mnist as fm
+def fashion_mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000-image Fashion-MNIST test split (images, labels) from Debian's dataset-fashion-mnist."""
+    require_fashion_mnist()
+    return fm.load_split("test")
 
-    if not (fm.DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
-    x, y = fm.load_split("test")
+
+@pytest.fixture(scope="session")
+def fmnist_val(tmp_path_factory, fashion_mnist_test) -> Path:
+    """A balanced 500-image slice of the Fashion-MNIST test split, as class folders."""
+    x, y = fashion_mnist_test
     out = tmp_path_factory.mktemp("fmnist") / "val"
     fm.write_folder(x, y, fm.balanced_indices(y, 50, seed=0), out, "test")
     return out

@@ -34,7 +34,7 @@ def test_fp32_accuracy_is_reproduced_on_a_500_image_subset(name, tmp_path, fmnis
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
-def test_fp32_accuracy_on_the_full_10k_test_set_matches_the_card(name, tmp_path):
+def test_fp32_accuracy_on_the_full_10k_test_set_matches_the_card(name, tmp_path, fashion_mnist_test):
     from edgeincep.data import fashion_mnist as fm
 
     fm.export_folders(tmp_path / "fm", calib_per_class=1)

@@ -16,8 +16,8 @@ NAMES = list(fm.CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def small_split():
-    x, y = fm.load_split("test")
+def small_split(fashion_mnist_test):
+    x, y = fashion_mnist_test
     return x[:64], y[:64], x[64:96], y[64:96]
 
 

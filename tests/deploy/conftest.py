@@ -1,7 +1,6 @@
 """A real OpenSSH server on 127.0.0.1 for the deploy tests: throwaway host and user keys, stopped at the end.
 
-Without /usr/sbin/sshd (Debian's openssh-server) the tests skip, except under CI (the CI variable
-set), where they fail: CI installs the server, so a skip there would hide a broken setup.
+`make test` installs Debian's openssh-server; without it the tests skip, or fail under CI (prerequisites.py).
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import prerequisites
 import pytest
 
 SSHD = Path("/usr/sbin/sshd")
@@ -23,10 +23,8 @@ SSHD = Path("/usr/sbin/sshd")
 def require_openssh() -> None:
     missing = [str(p) for p in (SSHD,) if not p.exists()] + [t for t in ("ssh-keygen",) if shutil.which(t) is None]
     if missing:
-        reason = f"OpenSSH not installed ({', '.join(missing)} missing): apt-get install openssh-server openssh-client"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it, these tests may not be skipped there")
-        pytest.skip(reason)
+        prerequisites.missing(f"OpenSSH is not installed ({', '.join(missing)} missing: Debian's openssh-server, "
+                              "openssh-client)")
 
 
 def keygen(path: Path, comment: str) -> str:

@@ -180,15 +180,13 @@ def test_predictor_runs_batches_one_image_at_a_time(int8, calib):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["inception_resnet_v2", "inception_resnet_v1", "inception_v4"])
-def test_reference_models_pass_the_drift_budget_on_the_full_test_set(tmp_path, model):
+def test_reference_models_pass_the_drift_budget_on_the_full_test_set(tmp_path, model, fashion_mnist_test):
     """Issue 6's bar: full-integer INT8 top-1 drop <= 0.5 point on all 10k test images, for TFLite (int8 I/O)
     and the Edge TPU model (uint8 I/O), through the real pipeline."""
     from edgeincep.data import fashion_mnist as fm
     from edgeincep.pipeline.run import run_pipeline
 
-    if not (fm.DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip("Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
-    x, y = fm.load_split("test")
+    x, y = fashion_mnist_test
     val = tmp_path / "val"
     fm.write_folder(x, y, list(range(len(y))), val, "test")
     for target in ("tflite", "edgetpu"):
