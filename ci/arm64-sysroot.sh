@@ -79,7 +79,7 @@ done
 # The wheels a Pi's `pip install -r requirements.txt` gets, unpacked where Debian's python looks.
 SITE=$SYSROOT.part/usr/local/lib/python$PYVER/dist-packages
 "$PIP_PY" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-compile --only-binary=:all: \
-  "${PLATFORMS[@]}" --python-version "$PYVER" --implementation cp --abi "$PYTAG" \
+  --no-warn-conflicts "${PLATFORMS[@]}" --python-version "$PYVER" --implementation cp --abi "$PYTAG" \
   --target "$SITE" -r "$REQS"
 
 # LiteRT's CPU detection (cpuinfo) reads /proc/cpuinfo and /sys/devices/system/cpu; qemu-user passes the

@@ -103,6 +103,8 @@ class Fallback(_Strict):
 class Validation(_Strict):
     limit: int | None = Field(None, ge=1, description="balanced subset of the validation set; None: all")
     batch_size: int = Field(64, ge=1, le=4096)
+    device_images: int = Field(300, ge=0, description="validation images each Raspberry Pi / Coral bundle is run on "
+                               "as arm64 code under qemu (when the arm64 sysroot exists); 0: none")
 
 
 class Recipe(_Strict):

@@ -160,31 +160,60 @@ def classify(session, cfg: dict, labels: list[str], paths: list[Path], top: int,
     return results
 
 
+def output_codes(logits, scale: float, zero_point: int) -> np.ndarray:
+    """The integer output codes behind dequantized logits ((q - zero_point) * scale in float32): exact,
+    since the division undoes that product to within far less than half a step."""
+    return np.rint(np.asarray(logits, np.float64) / scale + zero_point).astype(np.int64)
+
+
+def deviation(tol, got, want) -> tuple[float, bool]:
+    """How far a device's logits are from the host's, in the tolerance's unit, and whether that is within it.
+
+    `tol` is {"output_steps": K, "scale": s, "zero_point": z} for an integer output (compared as integer
+    codes: no float epsilon), a number for a float output (largest |logit difference|), or None (the
+    same top-1 is all that is required)."""
+    if isinstance(tol, dict):
+        steps = int(np.max(np.abs(output_codes(got, tol["scale"], tol["zero_point"])
+                                  - output_codes(want, tol["scale"], tol["zero_point"]))))
+        return steps, steps <= tol["output_steps"]
+    diff = float(np.max(np.abs(np.asarray(got, np.float32) - np.asarray(want, np.float32))))
+    return diff, tol is None or diff <= tol
+
+
+def describe_tolerance(tol) -> str:
+    if tol is None:
+        return "top-1 only"
+    if isinstance(tol, dict):
+        return f"{tol['output_steps']} output steps"
+    return f"|logit difference| {tol:.6g}"
+
+
 def check(session, cfg: dict, labels: list[str], bundle: Path) -> tuple[list[dict], int]:
-    """Run the bundled samples and compare with the host's logits: same top-1, logits within tolerance.
+    """Run the bundled samples and compare with the host's: the same top-1 always, logits within tolerance.
 
     The results name each sample as expected.json does (relative to the bundle), so `edgeincep deploy --check`
     can pair the device's JSON with the host's."""
     expected = json.loads((bundle / "expected.json").read_text())
     tol = expected["tolerance"].get(session.backend)
     got = classify(session, cfg, labels, [bundle / s["image"] for s in expected["results"]], 5, quiet=True)
-    worst, failures = 0.0, []
+    worst, failures, exact = 0.0, [], True
     for want, res in zip(expected["results"], got, strict=True):
         res["image"] = want["image"]
         if "error" in res:
             failures.append(f"{want['image']}: {res['error']}")
             continue
-        diff = float(np.max(np.abs(np.asarray(res["logits"], np.float32) - np.asarray(want["logits"], np.float32))))
+        exact = exact and res["logits"] == want["logits"]
+        diff, within = deviation(tol, res["logits"], want["logits"])
         worst = max(worst, diff)
         if res["top1"] != want["top1"]:
             failures.append(f"{want['image']}: top-1 {res['label']}, the host had {want.get('label') or want['top1']}")
-        elif tol is not None and diff > tol:
-            failures.append(f"{want['image']}: logits differ by {diff:.6g} (> {tol:.6g})")
-    exact = not failures and worst == 0.0
+        elif not within:
+            failures.append(f"{want['image']}: logits differ by {diff:.6g} (tolerance: {describe_tolerance(tol)})")
+    unit = " output steps" if isinstance(tol, dict) else ""
     ms = float(np.median([r["inference_ms"] for r in got if "inference_ms" in r] or [0.0]))
     print(f"check ({session.backend}): {len(got) - len(failures)}/{len(got)} samples match the host "
-          f"(max |logit difference| {worst:.6g}{', bit-identical' if exact else ''}; "
-          f"tolerance {'top-1 only' if tol is None else f'{tol:.6g}'}); median inference {ms:.1f} ms")
+          f"(largest difference {worst:.6g}{unit}{', bit-identical' if exact and not failures else ''}; "
+          f"tolerance: {describe_tolerance(tol)}); median inference {ms:.1f} ms")
     for f in failures:
         # stderr too: a remote caller (edgeincep deploy) shows the last lines of stderr.
         print(f"  MISMATCH {f}")

@@ -50,8 +50,8 @@ def pick_samples(art: Artifact, root: Path, pre, threads: int = 0) -> tuple[list
 def sample_files(art: Artifact, entry: dict, labels: list[str], root: Path | None, pre,
                  tolerance: Callable[[np.ndarray], tuple[dict, str]], threads: int = 0) -> tuple[dict, int, str]:
     """samples/* and expected.json for a bundle (bundle name -> source file or text), the sample count, and
-    why the tolerance is what it is. `tolerance(host_logits)` gives, per runner backend, the largest
-    |logit difference| --check accepts (None: the same top-1 only)."""
+    why the tolerance is what it is. `tolerance(host_logits)` gives, per runner backend, what --check accepts
+    beyond the same top-1 (common.deviation: integer output steps, a largest |logit difference|, or None)."""
     paths, host = pick_samples(art, Path(root) if root else default_samples(), pre, threads)
     tol, why = tolerance(host)
     names = [f"samples/{i:02d}_{p.parent.name}_{p.name}" for i, p in enumerate(paths)]

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 from rich.markdown import Markdown
 
 from ..console import err, note, out
-from ..data.folders import ImageSet, content_overlap
+from ..data.folders import ImageSet, balanced_subset, content_overlap
 from ..errors import DataError, GateError, UserError
 from ..export.onnx import preprocess_from_metadata, read_metadata
 from ..fsutil import ensure_writable_dir, write_text_atomic
@@ -140,6 +141,41 @@ def _write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_d
             entry["bundle"] = res
 
 
+def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images: ImageSet, pre, count: int,
+                     threads: int) -> None:
+    """Each arm64 bundle's run.py on a balanced `count` of the validation images as a Raspberry Pi 4 and 5 under
+    qemu: what the board computes against the host's INT8 and FP32 (entry["bundle"]["emulated"])."""
+    from ..bundle.emulate import EMULATED_DEVICES, device_drift, unavailable_reason
+    from ..validate.runner import run_predictors
+    from .validate_stage import model_labels
+
+    bundles = [(art, entry) for art, entry in zip(artifacts, record["artifacts"], strict=True)
+               if "folder" in (entry.get("bundle") or {})
+               and json.loads((Path(entry["bundle"]["folder"]) / "manifest.json").read_text())["device"]
+               in EMULATED_DEVICES]
+    if not bundles or count == 0:
+        return
+    reason = unavailable_reason()
+    if reason:
+        for _, entry in bundles:
+            entry["bundle"]["emulated"] = {"skipped": reason}
+        return
+    subset = balanced_subset(images, count, seed=0) if count < len(images) else images
+    for art, entry in bundles:
+        predictors = [get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads),
+                      get_target(art.target).load(art, threads)]
+        logits, _, kept = run_predictors(predictors, subset, pre, skip_bad=True)
+        paths = [subset.paths[i] for i in kept]
+        labels = model_labels(subset.subset(kept), record["class_names"]) if subset.labelled else None
+        with err.status(f"running the {art.target} bundle on {len(paths)} images as arm64 (qemu: Pi 4, Pi 5)"):
+            try:
+                entry["bundle"]["emulated"] = device_drift(Path(entry["bundle"]["folder"]), paths,
+                                                           logits[predictors[1].name], logits[predictors[0].name],
+                                                           labels)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the emulator's fault: reported
+                entry["bundle"]["emulated"] = {"error": str(e)}
+
+
 def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:
     leaked = content_overlap(calib_paths, images.paths)
     if leaked:
@@ -207,6 +243,8 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
     if any(hasattr(get_target(a.target), "bundle") for a in artifacts):
         with meter.stage("bundle"):
             _write_bundles(artifacts, record, recipes, out_dir)
+        with meter.stage("device"):
+            _emulate_bundles(fp32, artifacts, record, images, pre, val_recipe.device_images, threads)
     report = {"schema": SCHEMA, "model": model_name, "weights": weights, "export": exported.to_dict(),
               "calibration": {"root": str(calib_root), **next(iter(calib_cache.values())).summary()}
               if calib_cache else None,

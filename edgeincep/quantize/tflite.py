@@ -180,10 +180,11 @@ def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
 def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool) -> bytes:
     """The full-integer model with float I/O from a calibrated float model: TensorFlow's MLIR quantizer
     with the arguments TFLiteConverter passes it (calibrated_model, then this, is what the converter does
-    for INT8 inside `convert()`), after `pools_as_depthwise` when asked."""
+    for INT8 inside `convert()`), after `pools_as_depthwise` when asked, whose border factors are then
+    made exact (`exact_border_factors`)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
-    from .tflite_rewrite import pools_as_depthwise, unfuse_pool_relu
+    from .tflite_rewrite import exact_border_factors, pools_as_depthwise, unfuse_pool_relu
 
     if depthwise_pools:
         calibrated, _ = pools_as_depthwise(calibrated)
@@ -194,6 +195,8 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"TFLite quantizer failed for int8: {first}") from None
     core = unfuse_pool_relu(core)
+    if depthwise_pools:
+        core, _ = exact_border_factors(core)
     islands = float_islands(core)
     if islands:
         # What TFLITE_BUILTINS_INT8 promises: a float island would fail an Edge TPU compile or

@@ -170,6 +170,110 @@ def _depthwise_and_mul(model, sub, pool, base: str) -> list:
     return [dw, mul]
 
 
+def exact_border_factors(int8_flatbuffer: bytes) -> tuple[bytes, float]:
+    """The full-integer model with each border MUL of `pools_as_depthwise` given a constant whose int8
+    values are the exact border factors, times (1 - eps); and the smallest margin kept (see below).
+
+    TensorFlow's quantizer stores the factors [1, 1.5, 2.25] over [0, 2.25] with 255 steps, so they
+    become 0.99706, 1.5000001 and 2.2500001; with the window sums and the pool sharing one scale,
+    half the products then land within 1e-6 of a rounding tie (n x 1.5 for odd n). XNNPACK rounds
+    this MUL in float32 on x86 and in 32-bit fixed point on ARM, so the two disagreed on such ties
+    and the model's logits differed by up to 5 output steps between a PC and a Raspberry Pi, while
+    every other operator agreed bit for bit.
+
+    Here the factors are q / D exactly (3x3: 56, 84, 126 over 56) and the constant's scale is
+    (1 - eps) / D, with eps (at most 2^-10) chosen so that every product the MUL can form, for
+    every int8 input, lies at least 1e-5 x max(1, |value|) away from a rounding boundary: any kernel
+    that computes the multiplier to that precision rounds every product the same way. Interior
+    values pass through unchanged (n x (1 - eps) rounds to n) instead of being scaled by 0.997.
+    The margin returned is the smallest distance to a boundary in units of that tolerance (> 1)."""
+    from ..targets.tflite_graph import builtin_code
+
+    schema = _schema()
+    model = load(int8_flatbuffer)
+    worst = float("inf")
+    for sub in model.subgraphs:
+        producer = {op.outputs[0]: op for op in sub.operators}
+        for op in sub.operators:
+            if builtin_code(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.MUL:
+                continue
+            sums, out = sub.tensors[op.inputs[0]], sub.tensors[op.outputs[0]]
+            if not _name(sums).endswith("/window_sums") or sums.type != schema.TensorType.INT8:
+                continue
+            _, kh, kw, _ = sub.tensors[producer[op.inputs[0]].inputs[1]].shape
+            _, height, width, _ = sums.shape
+            exact = _exact_factors(height, width, kh, kw)
+            if exact is None:
+                continue
+            q, denominator = exact
+            zero_sums = int(sums.quantization.zeroPoint[0])
+            ratio = float(sums.quantization.scale[0]) / float(out.quantization.scale[0])
+            eps, margin = _tie_free_eps(np.unique(q), denominator, ratio, zero_sums)
+            if margin <= 1.0:
+                continue  # no eps keeps every product off a tie: leave the quantizer's constant
+            worst = min(worst, margin)
+            shared = sum(op.inputs[1] in other.inputs for other in sub.operators) > 1
+            if shared:
+                sub.tensors.append(copy.deepcopy(sub.tensors[op.inputs[1]]))
+                op.inputs[1] = len(sub.tensors) - 1
+            _set_int8_constant(model, sub, op.inputs[1], q.reshape(1, height, width, 1),
+                               _float32((1.0 - eps) / denominator))
+    if worst == float("inf"):
+        return int8_flatbuffer, worst
+    return pack(model, len(int8_flatbuffer)), worst
+
+
+def _exact_factors(height: int, width: int, kh: int, kw: int) -> tuple[np.ndarray, int] | None:
+    """The border factors as int8 numerators over one denominator (None if they do not fit in int8)."""
+    import math
+    from fractions import Fraction
+
+    counts = np.outer(valid_counts(height, kh), valid_counts(width, kw)).astype(np.int64)
+    fractions = [Fraction(kh * kw, int(c)) for c in np.unique(counts)]
+    base = math.lcm(*(f.denominator for f in fractions))
+    scale_up = 127 // int(max(fractions) * base)
+    if scale_up == 0:
+        return None
+    denominator = base * scale_up
+    return (kh * kw * denominator // counts).astype(np.int8), denominator
+
+
+def _tie_free_eps(numerators: np.ndarray, denominator: int, ratio: float, zero_point: int) -> tuple[float, float]:
+    """The eps in j * 2^-16 (j = 1..64) that keeps the MUL's products n * q * (1 - eps) / D * ratio, for
+    every int8 input n - zero_point and numerator q, farthest from a rounding boundary (k + 0.5),
+    relative to the tolerance 1e-5 x max(1, |value|); and that distance in tolerances."""
+    n = (np.arange(-128, 128) - zero_point).astype(np.float64)[:, None]
+    best = (0.0, -1.0)
+    for j in range(1, 65):
+        eps = j * 2.0**-16
+        v = n * numerators[None, :] * (_float32((1.0 - eps) / denominator) * ratio)
+        to_boundary = np.abs(v - np.floor(v) - 0.5)
+        margin = float(np.min(to_boundary / (1e-5 * np.maximum(1.0, np.abs(v)))))
+        if margin > best[1]:
+            best = (eps, margin)
+    return best
+
+
+def _float32(x: float) -> float:
+    """What a float32 scale field stores."""
+    return float(np.float32(x))
+
+
+def _set_int8_constant(model, sub, index: int, values: np.ndarray, scale: float) -> None:
+    """Tensor `index` holds `values` (int8) with a symmetric per-tensor scale; its buffer is rewritten in
+    place unless another tensor shares it."""
+    schema = _schema()
+    tensor = sub.tensors[index]
+    data = np.frombuffer(np.ascontiguousarray(values, dtype=np.int8).tobytes(), dtype=np.uint8)
+    if sum(t.buffer == tensor.buffer for s in model.subgraphs for t in s.tensors) > 1:
+        model.buffers.append(schema.BufferT())
+        tensor.buffer = len(model.buffers) - 1
+    model.buffers[tensor.buffer].data = data
+    q = schema.QuantizationParametersT()
+    q.scale, q.zeroPoint, q.quantizedDimension = [scale], [0], 0
+    tensor.shape, tensor.type, tensor.quantization = list(values.shape), schema.TensorType.INT8, q
+
+
 def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
     """Pools of a full-integer model lose their fused RELU, which becomes a RELU operator after them.
 

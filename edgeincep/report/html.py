@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..fsutil import write_text_atomic
 from . import plots
+from .summary import DEVICE_COLUMNS, device_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -106,12 +107,24 @@ def render(report: dict, base: Path | None = None) -> str:
 <table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
 <th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
-{_device_checks(arts, base)}{_bundles(arts)}
+{_device_checks(arts, base)}{_bundles(arts)}{_emulated(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak MB (with child processes)</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>
 </body></html>"""
+
+
+def _emulated(arts: list[dict]) -> str:
+    """What each Raspberry Pi / Coral bundle computed as arm64 code (qemu), against the host."""
+    rows = device_rows(arts)
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return ("<h2>On the device (arm64, emulated)</h2><p class=sub>The bundle's own <code>run.py</code> with its pinned "
+            "aarch64 wheels, run by qemu-user as a Raspberry Pi 4 and 5 on validation images; output steps are the "
+            "largest difference of an output code from the host's.</p><table><tr>"
+            + "".join(f"<th>{_e(h)}</th>" for h in DEVICE_COLUMNS) + f"</tr>{body}</table>")
 
 
 def _bundles(arts: list[dict]) -> str:

@@ -33,6 +33,29 @@ def print_validation(record: dict) -> None:
     out.print(t)
 
 
+DEVICE_COLUMNS = ("bundle", "board", "images", "agrees with host INT8", "agrees with FP32 (host INT8)",
+                  "identical outputs", "max output steps", "top-1 (host INT8)")
+
+
+def device_rows(artifacts: list[dict]) -> list[list[str]]:
+    """One row of text cells per emulated board run of a bundle (or why there was none)."""
+    rows = []
+    for a in artifacts:
+        emu = (a.get("bundle") or {}).get("emulated")
+        if not emu:
+            continue
+        name = f"{a['target']}:{a['precision']}"
+        if "boards" not in emu:
+            rows.append([name, "—", "—", emu.get("skipped") or f"failed: {emu.get('error')}", "", "", "", ""])
+            continue
+        for board, e in emu["boards"].items():
+            rows.append([name, e.get("title", board), str(emu["images"]), _pct(e["top1_agreement_host_int8"]),
+                         f"{_pct(e['top1_agreement_fp32'])} ({_pct(e['host_top1_agreement_fp32'])})",
+                         _pct(e["identical_logits"]), str(e.get("max_output_steps", "—")),
+                         f"{_pct(e.get('top1'))} ({_pct(e.get('host_top1'))})"])
+    return rows
+
+
 def markdown(report: dict) -> str:
     """A short Markdown summary of a run, for CI logs and pull requests."""
     val = report["validation"]
@@ -56,6 +79,10 @@ def markdown(report: dict) -> str:
         if b:
             lines += ["", f"Bundle ({a['target']}:{a['precision']}): "
                           + (b["skipped"] if "skipped" in b else f"{b['archive']} ({len(b['files'])} files)")]
+    emulated = device_rows(val["artifacts"])
+    if emulated:
+        lines += ["", "On the device (the bundle's run.py as arm64 code under qemu-user):", ""]
+        lines += ["| " + " | ".join(r) + " |" for r in [list(DEVICE_COLUMNS), ["---"] * len(DEVICE_COLUMNS), *emulated]]
     for a in val["artifacts"]:
         tpu = (a.get("meta") or {}).get("edgetpu")
         if tpu:

@@ -205,3 +205,47 @@ def test_int8_tflite_runs_its_pools_as_depthwise_convolutions_and_the_edge_tpu_k
     for name in ("cpu", "tpu"):
         out = LiteRtPredictor(tmp_path / f"{name}.tflite").predict(calib.x)
         assert np.abs(out - ref).max() < 0.05 * span, name
+
+
+@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
+def test_border_mul_is_exact_and_keeps_every_product_off_a_rounding_tie(model, float_flatbuffer):
+    """XNNPACK rounds an int8 MUL in float32 on x86 and in fixed point on ARM: they agree unless a product
+    lies at a tie. The border MUL's constant holds the exact factors (56, 84, 126 over 56 for 3x3), scaled by
+    1 - eps, so that no int8 input can put a product near a tie; LiteRT's result is then the exact rounding."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, calib = model
+    images = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
+    core = tflite.quantized_model(calibrate(float_flatbuffer, images, workers=1), per_channel=True,
+                                  depthwise_pools=True)
+    m = schema.ModelT.InitFromPackedBuf(bytearray(core), 0)
+    sub = m.subgraphs[0]
+    mul = next(op for op in sub.operators if sub.tensors[op.inputs[0]].name.endswith(b"/window_sums"))
+    sums, const, out = (sub.tensors[i] for i in (*mul.inputs, mul.outputs[0]))
+    q = np.frombuffer(bytes(m.buffers[const.buffer].data), np.int8).reshape(SIZE, SIZE)
+    np.testing.assert_array_equal(q, (56 * border_factors(SIZE, SIZE, 3, 3)).astype(np.int8))
+    sc, zc = const.quantization.scale[0], const.quantization.zeroPoint[0]
+    eps = 1 - sc * 56
+    assert zc == 0 and 0 < eps <= 2**-10
+    sa, za = sums.quantization.scale[0], sums.quantization.zeroPoint[0]
+    so, zo = out.quantization.scale[0], out.quantization.zeroPoint[0]
+    assert (sa, za) == (so, zo)  # the pool follows a RELU: its sums share the output's quantization
+
+    n = np.arange(-128, 128)[:, None] - za
+    v = n * np.array([56, 84, 126])[None, :] * (sc * sa / so)
+    assert np.all(np.abs(v - np.floor(v) - 0.5) >= 1e-5 * np.maximum(1, np.abs(v)))
+
+    it = Interpreter(model_content=core, experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    index = {t.name: i for i, t in enumerate(sub.tensors)}
+    a, got = [], []
+    for image in images[:4]:
+        it.set_tensor(it.get_input_details()[0]["index"], image[None])
+        it.invoke()
+        a.append(it.get_tensor(index[sums.name]).astype(np.int64))
+        got.append(it.get_tensor(index[out.name]).astype(np.int64))
+    a, got = np.concatenate(a), np.concatenate(got)
+    exact = np.clip(np.round((a - za) * q[None, :, :, None] * (sc * sa / so)) + zo, -128, 127)
+    np.testing.assert_array_equal(got, exact)
+    np.testing.assert_array_equal(got[:, 1:-1, 1:-1], a[:, 1:-1, 1:-1])  # the interior passes through unchanged
