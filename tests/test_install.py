@@ -51,3 +51,41 @@ def test_every_module_imports():
 def test_python_dash_m_runs_the_cli():
     res = subprocess.run([sys.executable, "-m", "edgeincep", "--version"], capture_output=True, text=True, check=True)
     assert res.stdout.startswith("edgeincep, version")
+
+
+SYSTEM_PACKAGES = Path(__file__).resolve().parents[1] / "ci" / "system-packages.sh"
+
+
+def test_with_every_system_package_present_the_setup_does_and_says_nothing():
+    import prerequisites
+
+    listed = ["dataset-fashion-mnist", "openssh-server", "openssh-client", "qemu-user-static"]
+    absent = [p for p in listed if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if absent:  # as root the script would install them: a test must not
+        prerequisites.missing(f"Debian packages {', '.join(absent)} are not installed")
+    done = subprocess.run(["bash", str(SYSTEM_PACKAGES), "--tests"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_without_root_or_sudo_a_missing_package_stops_the_setup_with_the_command_to_run():
+    """dpkg-query is replaced by one that finds nothing installed, and the script runs as nobody."""
+    import os
+    import tempfile
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the script as another user (nobody)")
+    with tempfile.TemporaryDirectory() as tmp:  # not pytest's tmp_path, whose parents nobody cannot enter
+        stub = Path(tmp)
+        stub.chmod(0o755)
+        (stub / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
+        (stub / "dpkg-query").chmod(0o755)
+        script = stub / SYSTEM_PACKAGES.name  # a copy: the checkout may lie where nobody cannot read
+        script.write_text(SYSTEM_PACKAGES.read_text())
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
+                               str(script)], capture_output=True, text=True, timeout=60,
+                              env={"PATH": f"{stub}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": tmp})
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("error: edgeincep needs dataset-fashion-mnist (Debian); run: sudo apt-get update && "
+                           "sudo apt-get install -y dataset-fashion-mnist\n")

@@ -14,6 +14,7 @@ Inception-ResNet-v2 bundles differed by up to 5 output steps on most images and 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import prerequisites
@@ -136,3 +137,13 @@ def test_run_reports_what_each_board_computed_and_why_not_when_it_cannot(emulato
     int8 = next(a for a in again["validation"]["artifacts"] if a["precision"] == "int8")
     assert int8["bundle"]["emulated"] == {"skipped": f"no arm64 sysroot under {tmp_path / 'nowhere'} "
                                                      "(bash ci/arm64-sysroot.sh)"}
+
+
+def test_a_board_run_that_fails_is_one_line_naming_the_board(emulator, rpi_bundles, unseen_images, tmp_path):
+    import shutil
+
+    broken = Path(shutil.copytree(rpi_bundles["inception_resnet_v1"], tmp_path / "broken"))
+    (broken / "model.int8.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(RuntimeError, match=r"^pi5: run\.py exited 1: .+") as e:
+        emulate.classify_on_board(broken, unseen_images[:2], emulate.BOARDS["pi5"])
+    assert "\n" not in str(e.value)
