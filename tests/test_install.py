@@ -60,7 +60,9 @@ def test_with_every_system_package_present_the_setup_does_and_says_nothing():
     import prerequisites
 
     listed = ["dataset-fashion-mnist", "openssh-server", "openssh-client", "qemu-user-static"]
-    absent = [p for p in listed if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    status = [subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout
+              for p in listed]
+    absent = [p for p, st in zip(listed, status, strict=True) if st != "install ok installed"]
     if absent:  # as root the script would install them: a test must not
         prerequisites.missing(f"Debian packages {', '.join(absent)} are not installed")
     done = subprocess.run(["bash", str(SYSTEM_PACKAGES), "--tests"], capture_output=True, text=True, timeout=60)

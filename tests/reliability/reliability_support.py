@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,12 @@ FAST_RECIPE = ("calibration: {count: 10}\nfallback: {enabled: false}\n"
                "budget: {max_top1_drop: 100.0, min_agreement: 0.0}\n")
 
 
+def _default_sigint() -> None:
+    # A script that starts pytest in the background without job control makes it ignore SIGINT, and Python
+    # keeps an ignored SIGINT ignored: the CLI must get Ctrl-C as it would from a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """`python -m edgeincep ARGS` in the background, output to files (a full pipe would stall it)."""
 
@@ -37,7 +44,7 @@ class Proc:
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.p = subprocess.Popen([*(prefix or []), sys.executable, "-m", "edgeincep", *map(str, args)],
-                                      stdout=out, stderr=err, cwd=ROOT, env=env)
+                                      stdout=out, stderr=err, cwd=ROOT, env=env, preexec_fn=_default_sigint)
 
     @property
     def stdout(self) -> str:
