@@ -161,17 +161,17 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
             entry["bundle"]["emulated"] = {"skipped": reason}
         return
     subset = balanced_subset(images, count, seed=0) if count < len(images) else images
-    for art, entry in bundles:
-        predictors = [get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads),
-                      get_target(art.target).load(art, threads)]
-        logits, _, kept = run_predictors(predictors, subset, pre, skip_bad=True)
-        paths = [subset.paths[i] for i in kept]
-        labels = model_labels(subset.subset(kept), record["class_names"]) if subset.labelled else None
+    # The host's side, FP32 and every bundled INT8 model, in one pass over the images
+    predictors = [get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads),
+                  *(get_target(art.target).load(art, threads) for art, _ in bundles)]
+    logits, _, kept = run_predictors(predictors, subset, pre, skip_bad=True)
+    paths = [subset.paths[i] for i in kept]
+    labels = model_labels(subset.subset(kept), record["class_names"]) if subset.labelled else None
+    for (art, entry), pred in zip(bundles, predictors[1:], strict=True):
         with err.status(f"running the {art.target} bundle on {len(paths)} images as arm64 (qemu: Pi 4, Pi 5)"):
             try:
-                entry["bundle"]["emulated"] = device_drift(Path(entry["bundle"]["folder"]), paths,
-                                                           logits[predictors[1].name], logits[predictors[0].name],
-                                                           labels)
+                entry["bundle"]["emulated"] = device_drift(Path(entry["bundle"]["folder"]), paths, logits[pred.name],
+                                                           logits[predictors[0].name], labels)
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the emulator's fault: reported
                 entry["bundle"]["emulated"] = {"error": str(e)}
 

@@ -23,6 +23,10 @@ import copy
 
 import numpy as np
 
+# Part of every INT8 build's cache key: bump it when an edit here changes the bytes an INT8 model gets, so
+# that a model built by earlier code is rebuilt, not reused (2: exact border factors).
+INT8_EDITS_VERSION = 2
+
 
 def _schema():
     from ai_edge_litert import schema_py_generated as schema

@@ -16,6 +16,7 @@ import numpy as np
 from ..bundle.runner import dequantize, quantize
 from ..fsutil import sha256_file
 from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
+from ..quantize.tflite_rewrite import INT8_EDITS_VERSION
 from ..recipes import Recipe, TfliteSettings
 from .base import Artifact, Target, register_target
 
@@ -96,7 +97,8 @@ class TfliteBuilder(Target):
             cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools,
                                depthwise_pools=s.depthwise_pools)
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
-                            calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS))
+                            calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS),
+                            edits=INT8_EDITS_VERSION if kind == "int8" else None)
             hit = lookup(out.with_name(out.name + ".json"), key, [out])
             if hit:
                 done[out] = Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
