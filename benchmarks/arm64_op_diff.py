@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -75,20 +76,14 @@ def main() -> int:
         paths = paths[:: max(1, len(paths) // args.count)][: args.count]
         x = np.stack([quantize(preprocess(load_image(p), cfg).transpose(1, 2, 0), detail) for p in paths])
         np.save(tmp / "x.npy", x)
-        host = {}
-        for d in it.get_output_details():
-            host[d["name"]] = []
-        for i in range(len(x)):
-            it.set_tensor(detail["index"], x[i:i + 1])
-            it.invoke()
-            for d in it.get_output_details():
-                host[d["name"]].append(it.get_tensor(d["index"]).copy())
-        host = {k: np.concatenate(v) for k, v in host.items()}
-        done = run_emulated(BOARDS[args.board], ["dump.py", "m.tflite", "x.npy", "board.npz"], tmp)
-        if done.returncode != 0:
-            print(done.stderr[-2000:], file=sys.stderr)
-            return 1
-        board = dict(np.load(tmp / "board.npz"))
+        # One dump script for both machines: here with this interpreter, there under qemu.
+        for done in (subprocess.run([sys.executable, "dump.py", "m.tflite", "x.npy", "host.npz"], cwd=tmp,
+                                    capture_output=True, text=True),
+                     run_emulated(BOARDS[args.board], ["dump.py", "m.tflite", "x.npy", "board.npz"], tmp)):
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                return 1
+        host, board = dict(np.load(tmp / "host.npz")), dict(np.load(tmp / "board.npz"))
 
     n = len(x)
     same = {k: np.all((host[k] == board[k]).reshape(n, -1), axis=1) for k in host}

@@ -102,6 +102,8 @@ def _tolerance(device: Device, art: Artifact, host_logits: np.ndarray) -> tuple[
 def _output_quantization(path: Path) -> tuple[float, int]:
     """Scale and zero point of the model's integer output; with float I/O, of the tensor its final
     DEQUANTIZE reads (the logits are then (code - zero point) * scale all the same)."""
+    from ai_edge_litert import schema_py_generated as schema
+
     from ..quantize.tflite_rewrite import load
     from ..targets.tflite_graph import builtin_code
 
@@ -109,7 +111,8 @@ def _output_quantization(path: Path) -> tuple[float, int]:
     sub = model.subgraphs[0]
     index = sub.outputs[0]
     producer = next((op for op in sub.operators if index in op.outputs), None)
-    if producer is not None and builtin_code(model.operatorCodes[producer.opcodeIndex]) == 6:  # DEQUANTIZE
+    if producer is not None and builtin_code(model.operatorCodes[producer.opcodeIndex]) == \
+            schema.BuiltinOperator.DEQUANTIZE:
         index = producer.inputs[0]
     q = sub.tensors[index].quantization
     if q is None or q.scale is None or len(q.scale) != 1 or not q.scale[0] > 0:

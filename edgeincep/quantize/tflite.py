@@ -196,7 +196,7 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
         raise ConversionError(f"TFLite quantizer failed for int8: {first}") from None
     core = unfuse_pool_relu(core)
     if depthwise_pools:
-        core, _ = exact_border_factors(core)
+        core = exact_border_factors(core)
     islands = float_islands(core)
     if islands:
         # What TFLITE_BUILTINS_INT8 promises: a float island would fail an Edge TPU compile or

@@ -174,9 +174,9 @@ def _depthwise_and_mul(model, sub, pool, base: str) -> list:
     return [dw, mul]
 
 
-def exact_border_factors(int8_flatbuffer: bytes) -> tuple[bytes, float]:
+def exact_border_factors(int8_flatbuffer: bytes) -> bytes:
     """The full-integer model with each border MUL of `pools_as_depthwise` given a constant whose int8
-    values are the exact border factors, times (1 - eps); and the smallest margin kept (see below).
+    values are the exact border factors, times (1 - eps).
 
     TensorFlow's quantizer stores the factors [1, 1.5, 2.25] over [0, 2.25] with 255 steps, so they
     become 0.99706, 1.5000001 and 2.2500001; with the window sums and the pool sharing one scale,
@@ -190,12 +190,12 @@ def exact_border_factors(int8_flatbuffer: bytes) -> tuple[bytes, float]:
     every int8 input, lies at least 1e-5 x max(1, |value|) away from a rounding boundary: any kernel
     that computes the multiplier to that precision rounds every product the same way. Interior
     values pass through unchanged (n x (1 - eps) rounds to n) instead of being scaled by 0.997.
-    The margin returned is the smallest distance to a boundary in units of that tolerance (> 1)."""
+    A MUL for which no eps keeps that distance keeps the quantizer's constant."""
     from ..targets.tflite_graph import builtin_code
 
     schema = _schema()
     model = load(int8_flatbuffer)
-    worst = float("inf")
+    changed = 0
     for sub in model.subgraphs:
         producer = {op.outputs[0]: op for op in sub.operators}
         for op in sub.operators:
@@ -214,17 +214,15 @@ def exact_border_factors(int8_flatbuffer: bytes) -> tuple[bytes, float]:
             ratio = float(sums.quantization.scale[0]) / float(out.quantization.scale[0])
             eps, margin = _tie_free_eps(np.unique(q), denominator, ratio, zero_sums)
             if margin <= 1.0:
-                continue  # no eps keeps every product off a tie: leave the quantizer's constant
-            worst = min(worst, margin)
+                continue
+            changed += 1
             shared = sum(op.inputs[1] in other.inputs for other in sub.operators) > 1
             if shared:
                 sub.tensors.append(copy.deepcopy(sub.tensors[op.inputs[1]]))
                 op.inputs[1] = len(sub.tensors) - 1
             _set_int8_constant(model, sub, op.inputs[1], q.reshape(1, height, width, 1),
                                _float32((1.0 - eps) / denominator))
-    if worst == float("inf"):
-        return int8_flatbuffer, worst
-    return pack(model, len(int8_flatbuffer)), worst
+    return pack(model, len(int8_flatbuffer)) if changed else int8_flatbuffer
 
 
 def _exact_factors(height: int, width: int, kh: int, kw: int) -> tuple[np.ndarray, int] | None:
