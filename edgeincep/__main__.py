@@ -1,3 +1,3 @@
-from .cli import main
+from edgeincep.cli import main
 
 main(prog_name="edgeincep")

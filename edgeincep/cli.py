@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from . import __version__
-from .console import err, out
-from .errors import OutputError, UnexpectedError, UserError
+from edgeincep import __version__
+from edgeincep.console import err, out
+from edgeincep.errors import OutputError, UnexpectedError, UserError
 
 
 class _Group(click.Group):
@@ -74,8 +74,8 @@ def models_cmd(as_json: bool) -> None:
     """List the registered networks with size, cost and preprocessing."""
     from rich.table import Table
 
-    from .models import get_spec, list_models
-    from .models.stats import model_stats
+    from edgeincep.models import get_spec, list_models
+    from edgeincep.models.stats import model_stats
 
     rows = []
     for name in list_models():
@@ -121,7 +121,7 @@ def _fmt(v) -> str:
 def export_cmd(model_name, weights, target, out_dir, input_size, width, num_classes, verify_images, verify_count,
                opset, skip_bad) -> None:
     """Export a model to FP32 ONNX, verified against PyTorch."""
-    from .pipeline.export_stage import run_export
+    from edgeincep.pipeline.export_stage import run_export
 
     result = run_export(model_name, weights=weights, out_dir=out_dir, input_size=input_size, width=width,
                         num_classes=num_classes, verify_images=verify_images, verify_count=verify_count,
@@ -146,7 +146,7 @@ def data_grp() -> None:
               help="Folder with the four *-ubyte.gz files (default: Debian's).")
 def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None:
     """Write Fashion-MNIST as calib/ (from train) and val/ (from test) class folders."""
-    from .data import fashion_mnist as fm
+    from edgeincep.data import fashion_mnist as fm
 
     with err.status("writing Fashion-MNIST image folders"):
         counts = fm.export_folders(out_dir, calib_per_class=calib_per_class, val_limit=val_limit, seed=seed,
@@ -168,10 +168,10 @@ def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_size, skip_bad, json_out) -> None:
     """Accuracy of the FP32 REFERENCE ONNX and each ARTIFACT, and each artifact's drift from it."""
-    from .fsutil import write_text_atomic
-    from .pipeline.artifacts import artifact_for_file
-    from .pipeline.validate_stage import select_images, validate
-    from .report.summary import print_validation
+    from edgeincep.fsutil import write_text_atomic
+    from edgeincep.pipeline.artifacts import artifact_for_file
+    from edgeincep.pipeline.validate_stage import select_images, validate
+    from edgeincep.report.summary import print_validation
 
     if not reference.is_file():
         raise UserError("reference ONNX not found", reference)
@@ -195,10 +195,10 @@ def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_s
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, json_out, html_out) -> None:
     """Latency, throughput, load time, memory and size of each ARTIFACT, measured side by side."""
-    from .bench.measure import BenchSettings, benchmark
-    from .fsutil import write_text_atomic
-    from .pipeline.artifacts import artifact_for_file
-    from .report.bench import print_table, write_html
+    from edgeincep.bench.measure import BenchSettings, benchmark
+    from edgeincep.fsutil import write_text_atomic
+    from edgeincep.pipeline.artifacts import artifact_for_file
+    from edgeincep.report.bench import print_table, write_html
 
     for name, value, low in (("--threads", threads, 0), ("--batch", batch, 1), ("--runs", runs, 1),
                              ("--batch-runs", batch_runs, 1), ("--warmup", warmup, 0)):
@@ -230,9 +230,9 @@ def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, js
               help="Recipe YAML (default: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml).")
 def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
-    from .data.folders import scan_folder
-    from .pipeline.run import run_pipeline
-    from .recipes import load_recipe_file
+    from edgeincep.data.folders import scan_folder
+    from edgeincep.pipeline.run import run_pipeline
+    from edgeincep.recipes import load_recipe_file
 
     # Fail in the first second, not after the export: a bad recipe or validation folder is known up front.
     if recipe_path is not None:
@@ -268,10 +268,10 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
 def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_size, lr, seed, threads, max_shift,
               teachers, distill_alpha, init, card) -> None:
     """Train a (narrow) network on Fashion-MNIST or your own image folders, from scratch or from --init."""
-    from .model_card import write_card
-    from .models import get_spec
-    from .train import TrainConfig, train
-    from .training_data import load_training_data
+    from edgeincep.model_card import write_card
+    from edgeincep.models import get_spec
+    from edgeincep.train import TrainConfig, train
+    from edgeincep.training_data import load_training_data
 
     get_spec(model_name)
     cfg = TrainConfig(model=model_name, width=width, input_size=input_size, epochs=epochs, batch_size=batch_size,
@@ -307,7 +307,7 @@ def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_s
 def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, dest, check, rollback, show_status,
                name, remote_python) -> None:
     """Copy BUNDLE to a device over SSH, verify it there and switch it in atomically (previous kept)."""
-    from .deploy import report, ssh
+    from edgeincep.deploy import report, ssh
 
     target = ssh.parse_target(host, port)
     hosts = ssh.KnownHosts(known_hosts or ssh.default_known_hosts(),
@@ -342,7 +342,7 @@ def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, d
 @click.option("--threads", type=int, default=0)
 def bundle_cmd(device, artifact, out_dir, images_dir, threads) -> None:
     """Write a device bundle (folder + .tar.gz) for one artifact: model, runner, labels, preprocessing, README."""
-    from .bundle.devices import bundle_artifact
+    from edgeincep.bundle.devices import bundle_artifact
 
     res = bundle_artifact(device, artifact, out_dir, images_dir=images_dir, threads=threads)
     out.print(f"[green]wrote[/] {res.folder} and {res.archive} ({len(res.manifest['files'])} files)")

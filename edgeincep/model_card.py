@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fsutil import write_text_atomic
-from .models.weights import sha256_file
+from edgeincep.fsutil import write_text_atomic
+from edgeincep.models.weights import sha256_file
 
 
 def write_card(path: Path, ckpt: Path, facts: dict, init_card: Path | None = None) -> None:

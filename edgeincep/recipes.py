@@ -10,8 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UserError
-from .paths import RECIPES_DIR
+from edgeincep.errors import UserError
+from edgeincep.paths import RECIPES_DIR
 
 
 class _Strict(BaseModel):

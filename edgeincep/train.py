@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import __version__
-from .console import progress
-from .data.images import resample_filter
-from .errors import UserError
-from .fsutil import atomic_path
-from .models.registry import Preprocess, check_input_size, create_model
+from edgeincep import __version__
+from edgeincep.console import progress
+from edgeincep.data.images import resample_filter
+from edgeincep.errors import UserError
+from edgeincep.fsutil import atomic_path
+from edgeincep.models.registry import Preprocess, check_input_size, create_model
 
 
 @dataclass
@@ -88,7 +88,7 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, pre
 
 def _initial_model(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, dict | None]:
     """A fresh network, or one started from `cfg.init`; a classifier of another size is re-initialised."""
-    from .models.weights import build_with_weights, sha256_file
+    from edgeincep.models.weights import build_with_weights, sha256_file
 
     model = create_model(cfg.model, num_classes=num_classes, width=cfg.width)
     if not cfg.init:
@@ -105,7 +105,7 @@ def _initial_model(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module,
 
 
 def _teachers(cfg: TrainConfig, num_classes: int) -> list[torch.nn.Module]:
-    from .models.weights import build_with_weights
+    from edgeincep.models.weights import build_with_weights
 
     nets = []
     for src in cfg.teachers:
@@ -117,7 +117,7 @@ def _teachers(cfg: TrainConfig, num_classes: int) -> list[torch.nn.Module]:
 
 
 def _checkpoint_model(src: str) -> str:
-    from .models.weights import load_checkpoint
+    from edgeincep.models.weights import load_checkpoint
 
     name = load_checkpoint(src).metadata.get("model")
     if not name:

@@ -1,4 +1,4 @@
 """Speed, memory and size of artifacts, measured side by side (`edgeincep bench`)."""
-from .latency import interleaved_latency
+from edgeincep.bench.latency import interleaved_latency
 
 __all__ = ["interleaved_latency"]

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..pipeline.cache import library_versions
+from edgeincep.pipeline.cache import library_versions
 
 # ISA features that decide which kernels the runtimes pick (VNNI: int8 dot products; BF16/AMX:
 # float runs that are silently not FP32 unless pinned).

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..console import progress
-from ..errors import UserError
-from ..targets.base import Artifact, get_target
-from .latency import interleaved_latency
-from .machine import machine_record, peak_record
-from .probe import measure as probe
+from edgeincep.bench.latency import interleaved_latency
+from edgeincep.bench.machine import machine_record, peak_record
+from edgeincep.bench.probe import measure as probe
+from edgeincep.console import progress
+from edgeincep.errors import UserError
+from edgeincep.targets.base import Artifact, get_target
 
 SCHEMA = "edgeincep.bench/1"
 
@@ -38,7 +38,7 @@ class BenchSettings:
 
 def model_facts(art: Artifact) -> dict:
     """Model name, width, classes and input size from the artifact's own metadata, and its MACs."""
-    from ..models.stats import model_stats
+    from edgeincep.models.stats import model_stats
 
     meta = get_target(art.target).metadata(art)
     pre = json.loads(meta.get("edgeincep.preprocess", "{}"))

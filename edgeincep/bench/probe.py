@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from ..errors import UserError
-from ..pipeline.meter import status_mb
-from ..targets.base import Artifact
+from edgeincep.errors import UserError
+from edgeincep.pipeline.meter import status_mb
+from edgeincep.targets.base import Artifact
 
 
 def _maxrss_mb() -> float:
@@ -48,7 +48,7 @@ def measure(artifact: Artifact, *, threads: int, shape: tuple[int, ...], runs: i
 def _main() -> None:
     job = json.loads(sys.stdin.read())
     art = Artifact.from_dict(job["artifact"])
-    from ..targets.base import get_target
+    from edgeincep.targets.base import get_target
 
     target = get_target(art.target)
     target.import_runtime()

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import UserError
-from ..export.onnx import preprocess_from_metadata
-from ..fsutil import sha256_file
-from ..recipes import Recipe
-from ..targets.base import Artifact, get_target
-from .jetson import COMMON_NAME, COMMON_SOURCE, expected_drift
-from .pins import REQUIREMENTS, requirements_txt
-from .samples import CHECK, sample_files
-from .writer import BundleResult, write_bundle
+from edgeincep import __version__
+from edgeincep.bundle.jetson import COMMON_NAME, COMMON_SOURCE, expected_drift
+from edgeincep.bundle.pins import REQUIREMENTS, requirements_txt
+from edgeincep.bundle.samples import CHECK, sample_files
+from edgeincep.bundle.writer import BundleResult, write_bundle
+from edgeincep.errors import UserError
+from edgeincep.export.onnx import preprocess_from_metadata
+from edgeincep.fsutil import sha256_file
+from edgeincep.recipes import Recipe
+from edgeincep.targets.base import Artifact, get_target
 
 RUNNER_SOURCE = Path(__file__).with_name("runner.py")
 
@@ -104,8 +104,8 @@ def _output_quantization(path: Path) -> tuple[float, int]:
     DEQUANTIZE reads (the logits are then (code - zero point) * scale all the same)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from ..quantize.tflite_rewrite import load
-    from ..targets.tflite_graph import builtin_code
+    from edgeincep.quantize.tflite_rewrite import load
+    from edgeincep.targets.tflite_graph import builtin_code
 
     model = load(path.read_bytes())
     sub = model.subgraphs[0]
@@ -226,7 +226,7 @@ def write(device_name: str, art: Artifact, entry: dict, recipe: Recipe, out_dir:
 
 
 def _coral_notes(art: Artifact, runner: dict) -> tuple[str, Path | None]:
-    from ..targets.edgetpu import compat_report_path
+    from edgeincep.targets.edgetpu import compat_report_path
 
     tpu = art.meta.get("edgetpu") or {}
     report = compat_report_path(art.path)
@@ -270,7 +270,7 @@ def _artifact(path: Path, device: str) -> Artifact:
             pass  # a damaged record: infer, as for a file copied without it
     target = DEVICE_TARGETS[device]
     if device in ("rpi", "coral"):
-        from ..targets.tflite_graph import read_graph, stored_precision
+        from edgeincep.targets.tflite_graph import read_graph, stored_precision
 
         if path.suffix != ".tflite":
             raise UserError(f"a {device} bundle takes an INT8 .tflite", path)
@@ -321,7 +321,7 @@ def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path 
         images = {**images, "root": None}  # the validation folder has moved: samples from the default set
     recipe = recipe or Recipe()
     if device == "jetson":
-        from .jetson import write_jetson_bundle
+        from edgeincep.bundle.jetson import write_jetson_bundle
 
         return write_jetson_bundle(art, entry, recipe, out_dir, reference=reference, images=images, threads=threads)
     if art.precision != "int8":

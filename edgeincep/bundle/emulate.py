@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import PROJECT_ROOT
-from .common import output_codes
+from edgeincep.bundle.common import output_codes
+from edgeincep.paths import PROJECT_ROOT
 
 # Bundles whose runner runs on an arm64 Linux CPU (the Coral bundle's CPU model when no Edge TPU is attached).
 EMULATED_DEVICES = ("rpi", "coral")

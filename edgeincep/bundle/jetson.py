@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.metadata import read_metadata
-from ..recipes import Recipe
-from ..targets.base import Artifact
-from ..targets.tensorrt_engine import EngineSettings, trtexec_command, trtexec_line
-from ..targets.tensorrt_engine import input_name as onnx_input_name
-from .writer import BundleResult, write_bundle
+from edgeincep.bundle.writer import BundleResult, write_bundle
+from edgeincep.export.metadata import read_metadata
+from edgeincep.recipes import Recipe
+from edgeincep.targets.base import Artifact
+from edgeincep.targets.tensorrt_engine import EngineSettings, trtexec_command, trtexec_line
+from edgeincep.targets.tensorrt_engine import input_name as onnx_input_name
 
 RUNNER_SOURCE = Path(__file__).with_name("jetson_run.py")
 COMMON_SOURCE = Path(__file__).with_name("common.py")
@@ -127,9 +127,9 @@ top-1 agreement with these figures within a few tenths of a point, not bit-ident
 
 def write_jetson_bundle(art: Artifact, entry: dict, recipe: Recipe, out_dir: Path, *,
                         reference: dict | None = None, images: dict | None = None, threads: int = 0) -> BundleResult:
-    from ..export.onnx import preprocess_from_metadata
-    from ..targets.tensorrt_engine import unavailable_reason
-    from .samples import CHECK, sample_files
+    from edgeincep.bundle.samples import CHECK, sample_files
+    from edgeincep.export.onnx import preprocess_from_metadata
+    from edgeincep.targets.tensorrt_engine import unavailable_reason
 
     meta = read_metadata(art.path)
     pre = json.loads(meta["edgeincep.preprocess"])

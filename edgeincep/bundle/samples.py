@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.folders import iter_batches
-from ..errors import UserError
-from ..targets.base import Artifact, get_target
+from edgeincep.data.folders import iter_batches
+from edgeincep.errors import UserError
+from edgeincep.targets.base import Artifact, get_target
 
 # What `edgeincep deploy --check` runs in the bundle on the device ({python}: the interpreter it runs under,
 # {output}: where the device's results go); it pairs them with "results" of the expected file by image name.
@@ -25,7 +25,7 @@ SCAN = 60  # images looked at to pick SAMPLES with clear margins, one per class 
 
 def pick_samples(art: Artifact, root: Path, pre, threads: int = 0) -> tuple[list[Path], np.ndarray]:
     """Up to SAMPLES images under `root` with the host's logits, the clearest top-1 margin per class first."""
-    from ..pipeline.validate_stage import select_images
+    from edgeincep.pipeline.validate_stage import select_images
 
     images = select_images(root, SCAN)
     pred = get_target(art.target).load(art, threads)
@@ -64,7 +64,7 @@ def sample_files(art: Artifact, entry: dict, labels: list[str], root: Path | Non
 
 
 def default_samples() -> Path:
-    from ..paths import default_calibration
+    from edgeincep.paths import default_calibration
 
     return default_calibration()
 

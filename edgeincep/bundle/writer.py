@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..errors import OutputError, UserError
-from ..fsutil import atomic_path, ensure_writable_dir, sha256_file
+from edgeincep import __version__
+from edgeincep.errors import OutputError, UserError
+from edgeincep.fsutil import atomic_path, ensure_writable_dir, sha256_file
 
 SCHEMA = "edgeincep.bundle/1"
 MANIFEST = "manifest.json"

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..fsutil import ensure_writable_dir, write_text_atomic
+from edgeincep.errors import DataError
+from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ["tshirt_top", "trouser", "pullover", "dress", "coat",

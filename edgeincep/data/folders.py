@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..models.registry import Preprocess
-from .images import IMAGE_SUFFIXES, BadImage, load_and_preprocess
+from edgeincep.data.images import IMAGE_SUFFIXES, BadImage, load_and_preprocess
+from edgeincep.errors import DataError
+from edgeincep.models.registry import Preprocess
 
 
 @dataclass
@@ -151,7 +151,7 @@ def iter_batches(
 
 
 def _all_bad(images: ImageSet, start: int, first: BadImage) -> DataError:
-    from .images import load_image
+    from edgeincep.data.images import load_image
 
     bad = [str(first)]
     for p in images.paths[start + 1:]:

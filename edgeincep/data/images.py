@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..bundle.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, resample_filter, resize_size, to_rgb
-from ..bundle.common import BadImage as DeviceBadImage
-from ..bundle.common import load_image as decode_image
-from ..bundle.common import preprocess as preprocess_image
-from ..errors import DataError
-from ..models.registry import Preprocess
+from edgeincep.bundle.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, resample_filter, resize_size, to_rgb
+from edgeincep.bundle.common import BadImage as DeviceBadImage
+from edgeincep.bundle.common import load_image as decode_image
+from edgeincep.bundle.common import preprocess as preprocess_image
+from edgeincep.errors import DataError
+from edgeincep.models.registry import Preprocess
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT", "MAX_PIXELS", "BadImage", "load_and_preprocess", "load_image",
            "preprocess", "resample_filter", "resize_size", "to_rgb"]

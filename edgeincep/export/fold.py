@@ -10,7 +10,7 @@ import copy
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from ..models.layers import ConvBnAct
+from edgeincep.models.layers import ConvBnAct
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

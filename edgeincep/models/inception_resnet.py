@@ -8,15 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import (
-    ConvBnAct,
-    ResidualBlock,
-    Width,
-    conv_1x3,
-    conv_1x7,
-    conv_3x1,
-    conv_7x1,
-)
+from edgeincep.models.layers import ConvBnAct, ResidualBlock, Width, conv_1x3, conv_1x7, conv_3x1, conv_7x1
 
 
 class Block35(ResidualBlock):

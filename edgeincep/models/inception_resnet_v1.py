@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .inception_resnet import Block8, Block17, Block35, repeat
-from .inception_v4 import ReductionA
-from .layers import ConcatBranches, ConvBnAct, Width, max_pool_3x3_s2
-from .registry import register_model
+from edgeincep.models.inception_resnet import Block8, Block17, Block35, repeat
+from edgeincep.models.inception_v4 import ReductionA
+from edgeincep.models.layers import ConcatBranches, ConvBnAct, Width, max_pool_3x3_s2
+from edgeincep.models.registry import register_model
 
 EMBEDDING_DIM = 512
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .inception_resnet import Block8, Block17, Block35, repeat
-from .inception_v4 import Mixed3a, Mixed4a, Mixed5a, ReductionA
-from .layers import ConcatBranches, ConvBnAct, Width, avg_pool_3x3_same, max_pool_3x3_s2
-from .registry import register_model
+from edgeincep.models.inception_resnet import Block8, Block17, Block35, repeat
+from edgeincep.models.inception_v4 import Mixed3a, Mixed4a, Mixed5a, ReductionA
+from edgeincep.models.layers import ConcatBranches, ConvBnAct, Width, avg_pool_3x3_same, max_pool_3x3_s2
+from edgeincep.models.registry import register_model
 
 
 class Mixed5b(ConcatBranches):

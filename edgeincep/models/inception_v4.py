@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import (
+from edgeincep.models.layers import (
     ConcatBranches,
     ConvBnAct,
     Width,
@@ -21,7 +21,7 @@ from .layers import (
     conv_7x1,
     max_pool_3x3_s2,
 )
-from .registry import register_model
+from edgeincep.models.registry import register_model
 
 
 class Mixed3a(ConcatBranches):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from ..errors import UserError
+from edgeincep.errors import UserError
 
 MIN_INPUT_SIZE = 75  # the smallest grid that survives the stem and both reductions
 
@@ -150,4 +150,4 @@ def check_input_size(size: int) -> None:
 
 def _load_all() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from . import inception_resnet_v1, inception_resnet_v2, inception_v4  # noqa: F401
+    from edgeincep.models import inception_resnet_v1, inception_resnet_v2, inception_v4  # noqa: F401

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import create_model
+from edgeincep.models.registry import create_model
 
 
 def count_params(model: nn.Module) -> int:

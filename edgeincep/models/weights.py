@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, OfflineError
-from ..fsutil import sha256_file
-from .registry import ModelSpec, create_model, get_spec
+from edgeincep.errors import CheckpointError, OfflineError
+from edgeincep.fsutil import sha256_file
+from edgeincep.models.registry import ModelSpec, create_model, get_spec
 
 HUB_PREFIX = "hf-hub:"
 FACENET_PREFIX = "facenet:"

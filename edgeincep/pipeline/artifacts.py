@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UserError
-from ..targets.base import Artifact
+from edgeincep.errors import UserError
+from edgeincep.targets.base import Artifact
 
 _BY_SUFFIX = {".onnx": ("onnxruntime", "onnx"), ".xml": ("openvino", "openvino-ir"), ".tflite": ("tflite", "tflite")}
 _INT8_ONNX_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
@@ -28,7 +28,7 @@ def artifact_for_file(path: Path) -> Artifact:
 def _stored_precision(path: Path) -> str:
     """int8 when the graph holds quantized operations, else fp32 (read from the file, not its name)."""
     if path.suffix == ".tflite":
-        from ..targets.tflite_graph import read_graph, stored_precision
+        from edgeincep.targets.tflite_graph import read_graph, stored_precision
 
         return stored_precision(read_graph(path))
     if path.suffix == ".xml":

@@ -11,7 +11,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from .. import __version__
+from edgeincep import __version__
 
 _LIBS = ("torch", "onnx", "onnxruntime", "numpy", "pillow")
 
@@ -40,7 +40,7 @@ def stage_key(**parts) -> str:
 
 def outputs_digest(outputs: list[Path]) -> dict[str, str]:
     """sha256 of each output file, by name: what a later lookup checks before trusting the files."""
-    from ..fsutil import sha256_file
+    from edgeincep.fsutil import sha256_file
 
     return {Path(p).name: sha256_file(Path(p)) for p in outputs if Path(p).is_file()}
 

@@ -5,14 +5,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..console import err, note
-from ..data.folders import balanced_subset, load_array, scan_folder
-from ..export.onnx import ExportResult, build_metadata, export_onnx
-from ..fsutil import ensure_writable_dir, write_text_atomic
-from ..models.registry import check_input_size, get_spec
-from ..paths import default_calibration
-from .cache import library_versions, lookup, outputs_digest, stage_key
-from .model_source import class_names_of, load_model, preprocess_of
+from edgeincep.console import err, note
+from edgeincep.data.folders import balanced_subset, load_array, scan_folder
+from edgeincep.export.onnx import ExportResult, build_metadata, export_onnx
+from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
+from edgeincep.models.registry import check_input_size, get_spec
+from edgeincep.paths import default_calibration
+from edgeincep.pipeline.cache import library_versions, lookup, outputs_digest, stage_key
+from edgeincep.pipeline.model_source import class_names_of, load_model, preprocess_of
 
 
 def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int | None = None,

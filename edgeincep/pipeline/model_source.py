@@ -5,10 +5,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import CheckpointError
-from ..models.registry import Preprocess, create_model, get_spec
-from ..models.synthetic import apply_synthetic_weights
-from ..models.weights import LoadedModel, build_with_weights
+from edgeincep.errors import CheckpointError
+from edgeincep.models.registry import Preprocess, create_model, get_spec
+from edgeincep.models.synthetic import apply_synthetic_weights
+from edgeincep.models.weights import LoadedModel, build_with_weights
 
 SYNTHETIC = "synthetic"
 RANDOM = "none"
@@ -18,7 +18,7 @@ REFERENCE_WIDTH_TAG = "w0125"
 
 def reference_checkpoint(name: str) -> Path:
     """The committed Fashion-MNIST reference model for `name` (see reference_models/)."""
-    from ..paths import REFERENCE_MODELS_DIR
+    from edgeincep.paths import REFERENCE_MODELS_DIR
 
     path = REFERENCE_MODELS_DIR / f"{name}.fmnist.{REFERENCE_WIDTH_TAG}.safetensors"
     if not path.is_file():

@@ -8,25 +8,25 @@ from pathlib import Path
 import numpy as np
 from rich.markdown import Markdown
 
-from ..console import err, note, out
-from ..data.folders import ImageSet, balanced_subset, content_overlap
-from ..errors import DataError, GateError, UserError
-from ..export.onnx import preprocess_from_metadata, read_metadata
-from ..fsutil import ensure_writable_dir, write_text_atomic
-from ..paths import default_calibration
-from ..quantize.calibration import CalibrationSet, load_calibration
-from ..recipes import Recipe, find_recipe, load_recipe_file
-from ..report.html import write_html
-from ..report.summary import markdown
-from ..targets.base import Artifact, get_target, list_targets
-from ..validate.drift import drift_record
-from ..validate.fallback import brief, fallback_search
-from ..validate.gates import violations
-from ..validate.sensitivity import rank_nodes
-from .export_stage import run_export
-from .lock import output_lock
-from .meter import StageMeter
-from .validate_stage import select_images, validate
+from edgeincep.console import err, note, out
+from edgeincep.data.folders import ImageSet, balanced_subset, content_overlap
+from edgeincep.errors import DataError, GateError, UserError
+from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
+from edgeincep.paths import default_calibration
+from edgeincep.pipeline.export_stage import run_export
+from edgeincep.pipeline.lock import output_lock
+from edgeincep.pipeline.meter import StageMeter
+from edgeincep.pipeline.validate_stage import select_images, validate
+from edgeincep.quantize.calibration import CalibrationSet, load_calibration
+from edgeincep.recipes import Recipe, find_recipe, load_recipe_file
+from edgeincep.report.html import write_html
+from edgeincep.report.summary import markdown
+from edgeincep.targets.base import Artifact, get_target, list_targets
+from edgeincep.validate.drift import drift_record
+from edgeincep.validate.fallback import brief, fallback_search
+from edgeincep.validate.gates import violations
+from edgeincep.validate.sensitivity import rank_nodes
 
 SCHEMA = "edgeincep.run/1"
 
@@ -49,7 +49,7 @@ def select_targets(target: str) -> list:
 
 def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, threads: int):
     """Drift on the calibration images: fallback decisions never look at the validation set."""
-    from ..bench import interleaved_latency
+    from edgeincep.bench import interleaved_latency
 
     ref_pred = get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads)
     ref = ref_pred.predict(calib.x)
@@ -68,7 +68,7 @@ def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, 
 
 
 def _calib_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
-    from ..data.folders import scan_folder
+    from edgeincep.data.folders import scan_folder
 
     images: ImageSet = scan_folder(calib_root)
     if not images.labelled or not class_names:
@@ -116,7 +116,7 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
 
 def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
     """Batch-1 latency of FP32 and each artifact, interleaved (a quick look; `edgeincep bench` goes deeper)."""
-    from ..bench import interleaved_latency
+    from edgeincep.bench import interleaved_latency
 
     everything = [Artifact(fp32, "onnxruntime", "fp32", "onnx"), *artifacts]
     predictors = [get_target(a.target).load(a, threads) for a in everything]
@@ -145,9 +145,9 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
                      threads: int) -> None:
     """Each arm64 bundle's run.py on a balanced `count` of the validation images as a Raspberry Pi 4 and 5 under
     qemu: what the board computes against the host's INT8 and FP32 (entry["bundle"]["emulated"])."""
-    from ..bundle.emulate import EMULATED_DEVICES, device_drift, unavailable_reason
-    from ..validate.runner import run_predictors
-    from .validate_stage import model_labels
+    from edgeincep.bundle.emulate import EMULATED_DEVICES, device_drift, unavailable_reason
+    from edgeincep.pipeline.validate_stage import model_labels
+    from edgeincep.validate.runner import run_predictors
 
     bundles = [(art, entry) for art, entry in zip(artifacts, record["artifacts"], strict=True)
                if "folder" in (entry.get("bundle") or {})

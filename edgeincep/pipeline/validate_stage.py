@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.folders import ImageSet, balanced_subset, scan_folder
-from ..errors import DataError
-from ..export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
-from ..targets.base import Artifact, get_target
-from ..targets.onnxruntime import fp32_artifact
-from ..validate.drift import accuracy_record, confidence_histogram, drift_record
-from ..validate.runner import run_predictors
+from edgeincep.data.folders import ImageSet, balanced_subset, scan_folder
+from edgeincep.errors import DataError
+from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
+from edgeincep.targets.base import Artifact, get_target
+from edgeincep.targets.onnxruntime import fp32_artifact
+from edgeincep.validate.drift import accuracy_record, confidence_histogram, drift_record
+from edgeincep.validate.runner import run_predictors
 
 
 def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:

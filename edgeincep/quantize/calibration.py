@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..console import err, note
-from ..data.folders import balanced_subset, iter_batches, scan_folder
-from ..errors import DataError
-from ..models.registry import Preprocess
+from edgeincep.console import err, note
+from edgeincep.data.folders import balanced_subset, iter_batches, scan_folder
+from edgeincep.errors import DataError
+from edgeincep.models.registry import Preprocess
 
 
 @dataclass

@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ..children import child_env, last_line
-from ..errors import UserError
-from ..export.metadata import write_metadata
-from ..fsutil import atomic_path
+from edgeincep.children import child_env, last_line
+from edgeincep.errors import UserError
+from edgeincep.export.metadata import write_metadata
+from edgeincep.fsutil import atomic_path
 
 if TYPE_CHECKING:  # the calibration module imports the model registry (torch): devices and probes skip it
-    from .calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 METHODS = ("max", "entropy")
 HIGH_PRECISION = ("fp16", "fp32")
@@ -212,13 +212,13 @@ def _child(work: Path) -> None:
     import contextlib
     import io
 
-    from ..children import die_with_parent
+    from edgeincep.children import die_with_parent
 
     die_with_parent()
 
     from modelopt.onnx.quantization import quantize
 
-    from ..pipeline.meter import status_mb
+    from edgeincep.pipeline.meter import status_mb
 
     request = json.loads((work / "request.json").read_text())
     cfg = ModelOptConfig(**request["cfg"])

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import UserError
-from ..export.metadata import write_metadata
-from ..fsutil import atomic_path
-from .calibration import CalibrationSet
+from edgeincep.errors import UserError
+from edgeincep.export.metadata import write_metadata
+from edgeincep.fsutil import atomic_path
+from edgeincep.quantize.calibration import CalibrationSet
 
 METHODS = ("minmax", "entropy", "percentile")
 # U8S8: uint8 activations, int8 weights. ORT's x86 CPU kernels fuse these QDQ groups into
@@ -78,7 +78,7 @@ def preprocess_for_quantization(fp32: Path, out: Path) -> Path:
 
 
 def _commute_pools(model_path: Path) -> int:
-    from .rewrite import pool_after_pointwise_conv
+    from edgeincep.quantize.rewrite import pool_after_pointwise_conv
 
     model = onnx.load(str(model_path))
     swapped = pool_after_pointwise_conv(model)

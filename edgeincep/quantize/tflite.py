@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ConversionError, UserError
+from edgeincep.errors import ConversionError, UserError
 
 LIBS = ("tensorflow", "tf-keras", "onnx2tf", "ai-edge-litert")
 Kind = Literal["fp32", "fp16", "int8"]
@@ -55,7 +55,7 @@ def _captured_output():
     """TensorFlow's C++ code prints banners and per-conversion notes on file descriptors 1 and 2,
     below Python's logging: they are parked in a temp file (set EDGEINCEP_TF_LOG=1 to see them; a
     failure is reported by the exception's own one-line message)."""
-    from ..console import err
+    from edgeincep.console import err
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -170,7 +170,7 @@ def float_model(keras_model, input_size: int) -> bytes:
 def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
     """The float model with TensorFlow's calibration ranges over the images (spread over every core,
     tflite_calibrate): what TFLiteConverter hands its quantizer for a full-integer model."""
-    from .tflite_calibrate import calibrate
+    from edgeincep.quantize.tflite_calibrate import calibrate
 
     if len(images_nhwc) == 0:
         raise UserError("INT8 conversion needs calibration images")
@@ -184,7 +184,7 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
     made exact (`exact_border_factors`)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
-    from .tflite_rewrite import exact_border_factors, pools_as_depthwise, unfuse_pool_relu
+    from edgeincep.quantize.tflite_rewrite import exact_border_factors, pools_as_depthwise, unfuse_pool_relu
 
     if depthwise_pools:
         calibrated, _ = pools_as_depthwise(calibrated)
@@ -220,7 +220,7 @@ def with_io(int8_core: bytes, io: IoType) -> bytes:
 def float_islands(flatbuffer: bytes) -> list[str]:
     """Operators of a full-integer model that still compute in float, other than the QUANTIZE of
     the float input and the DEQUANTIZE of the float output."""
-    from ..targets.tflite_graph import read_graph
+    from edgeincep.targets.tflite_graph import read_graph
 
     g = read_graph(flatbuffer)
     out = []
@@ -236,7 +236,7 @@ def with_metadata(flatbuffer: bytes, metadata: dict[str, str]) -> bytes:
     """The model with the edgeincep.* facts (labels, preprocessing, source hash) as a metadata entry."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from .tflite_rewrite import load, pack
+    from edgeincep.quantize.tflite_rewrite import load, pack
 
     model = load(flatbuffer)
     buf = schema.BufferT()

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..children import child_env, die_with_parent, last_line
-from ..errors import ConversionError
+from edgeincep.children import child_env, die_with_parent, last_line
+from edgeincep.errors import ConversionError
 
 # A child costs a TensorFlow import and a copy of the model (~5 s): worth it only when the
 # parent alone would spend longer than this on the child's share.

@@ -54,7 +54,7 @@ def _name(tensor) -> str:
 
 def opcode(model, builtin: int) -> int:
     """Index of `builtin` in the model's operator codes, added (version 1) if absent."""
-    from ..targets.tflite_graph import builtin_code
+    from edgeincep.targets.tflite_graph import builtin_code
 
     schema = _schema()
     for i, oc in enumerate(model.operatorCodes):
@@ -113,7 +113,7 @@ def pools_as_depthwise(flatbuffer: bytes) -> tuple[bytes, int]:
 
     The MUL writes the pool's old output tensor and carries its fused activation, so everything
     after it, calibration ranges included, is unchanged."""
-    from ..targets.tflite_graph import builtin_code
+    from edgeincep.targets.tflite_graph import builtin_code
 
     schema = _schema()
     model = load(flatbuffer)
@@ -191,7 +191,7 @@ def exact_border_factors(int8_flatbuffer: bytes) -> bytes:
     that computes the multiplier to that precision rounds every product the same way. Interior
     values pass through unchanged (n x (1 - eps) rounds to n) instead of being scaled by 0.997.
     A MUL for which no eps keeps that distance keeps the quantizer's constant."""
-    from ..targets.tflite_graph import builtin_code
+    from edgeincep.targets.tflite_graph import builtin_code
 
     schema = _schema()
     model = load(int8_flatbuffer)
@@ -285,7 +285,7 @@ def unfuse_pool_relu(flatbuffer: bytes) -> bytes:
     and writes that same quantization and clamps at the zero point, exactly as the fused activation did:
     no output bit changes (tested). Where the zero point is already the int8 minimum the clamp is implicit
     and the RELU is simply dropped."""
-    from ..targets.tflite_graph import builtin_code
+    from edgeincep.targets.tflite_graph import builtin_code
 
     schema = _schema()
     model = load(flatbuffer)

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..children import child_env, die_with_parent, last_line
-from ..errors import ConversionError, UserError
-from ..fsutil import atomic_path, sha256_file
-from .tflite import TfliteConfig
+from edgeincep.children import child_env, die_with_parent, last_line
+from edgeincep.errors import ConversionError, UserError
+from edgeincep.fsutil import atomic_path, sha256_file
+from edgeincep.quantize.tflite import TfliteConfig
 
 if TYPE_CHECKING:
-    from .calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 _ERRORS = {"ConversionError": ConversionError, "UserError": UserError}
 _CACHE: list[Path] = []
@@ -124,7 +124,7 @@ class _Intermediates:
         self.pools_moved: int | None = None  # None: this child did not convert (the float model was cached)
 
     def keras(self):
-        from .tflite import onnx_to_keras
+        from edgeincep.quantize.tflite import onnx_to_keras
 
         if self._keras is None:
             t0 = time.perf_counter()
@@ -132,7 +132,7 @@ class _Intermediates:
             if self.req["commute_pools"]:
                 import onnx
 
-                from .rewrite import pool_after_pointwise_conv
+                from edgeincep.quantize.rewrite import pool_after_pointwise_conv
 
                 model = onnx.load(str(self.fp32))
                 self.pools_moved = pool_after_pointwise_conv(model)
@@ -157,19 +157,19 @@ class _Intermediates:
         return data
 
     def float(self) -> bytes:
-        from .tflite import float_model
+        from edgeincep.quantize.tflite import float_model
 
         return self._cached(float_name(self.source),
                             lambda: float_model(self.keras(), self.req["input_size"]))
 
     def calibrated(self) -> bytes:
-        from .tflite import calibrated_model
+        from edgeincep.quantize.tflite import calibrated_model
 
         name = f"calibrated-{_key(self.source, self.req['calib_digest'])}.tflite"
         return self._cached(name, lambda: calibrated_model(self.float(), np.load(self.work / "calib.npy")))
 
     def int8_core(self, per_channel: bool, depthwise_pools: bool) -> bytes:
-        from .tflite import quantized_model
+        from edgeincep.quantize.tflite import quantized_model
 
         name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools)}.tflite"
         return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel=per_channel,
@@ -177,8 +177,8 @@ class _Intermediates:
 
 
 def _one(job: dict, have: _Intermediates) -> dict:
-    from .tflite import with_io, with_metadata
-    from .tflite_rewrite import float16_weights
+    from edgeincep.quantize.tflite import with_io, with_metadata
+    from edgeincep.quantize.tflite_rewrite import float16_weights
 
     t0 = time.perf_counter()
     cfg = TfliteConfig(**{f.name: job[f.name] for f in fields(TfliteConfig)})  # the job is asdict(cfg) + "out"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..console import out
-from ..fsutil import write_text_atomic
-from . import plots
-from .html import CSS, _e
+from edgeincep.console import out
+from edgeincep.fsutil import write_text_atomic
+from edgeincep.report import plots
+from edgeincep.report.html import CSS, _e
 
 
 def _mb(v) -> str:

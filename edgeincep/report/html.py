@@ -5,9 +5,9 @@ import html
 import json
 from pathlib import Path
 
-from ..fsutil import write_text_atomic
-from . import plots
-from .summary import DEVICE_COLUMNS, device_rows
+from edgeincep.fsutil import write_text_atomic
+from edgeincep.report import plots
+from edgeincep.report.summary import DEVICE_COLUMNS, device_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..console import out
+from edgeincep.console import out
 
 
 def _pct(v) -> str:

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import UserError
+from edgeincep.errors import UserError
 
 
 @dataclass
@@ -47,8 +47,8 @@ class Artifact:
         return self.path.with_name(self.path.name + ".json")
 
     def save_sidecar(self, cache_key: str | None = None) -> None:
-        from ..fsutil import write_text_atomic
-        from ..pipeline.cache import outputs_digest
+        from edgeincep.fsutil import write_text_atomic
+        from edgeincep.pipeline.cache import outputs_digest
 
         record = self.to_dict() | {"cache_key": cache_key, "sha256": outputs_digest(self.files())}
         write_text_atomic(self.sidecar(), json.dumps(record, indent=2))
@@ -86,7 +86,7 @@ class Target(ABC):
 
     def metadata(self, artifact: Artifact) -> dict[str, str]:
         """The edgeincep.* facts the artifact carries (model, width, preprocessing, labels)."""
-        from ..export.metadata import read_metadata
+        from edgeincep.export.metadata import read_metadata
 
         return read_metadata(artifact.path)
 
@@ -112,4 +112,4 @@ def list_targets() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import edgetpu, onnxruntime, openvino, tensorrt, tflite  # noqa: F401
+    from edgeincep.targets import edgetpu, onnxruntime, openvino, tensorrt, tflite  # noqa: F401

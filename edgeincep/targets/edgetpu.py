@@ -16,15 +16,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from ..fsutil import atomic_path, write_text_atomic
-from ..recipes import Recipe
-from . import edgetpu_compat
-from .base import Artifact, register_target
-from .tflite import TfliteBuilder
-from .tflite_graph import read_graph
+from edgeincep.fsutil import atomic_path, write_text_atomic
+from edgeincep.recipes import Recipe
+from edgeincep.targets import edgetpu_compat
+from edgeincep.targets.base import Artifact, register_target
+from edgeincep.targets.tflite import TfliteBuilder
+from edgeincep.targets.tflite_graph import read_graph
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 COMPILER = "edgetpu_compiler"
 
@@ -108,7 +108,7 @@ class EdgeTpuTarget(TfliteBuilder):
                                "report": str(path), "compiler": compile_for_edgetpu(art.path)}
 
     def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
-        from ..bundle.devices import TARGET_DEVICE, write
+        from edgeincep.bundle.devices import TARGET_DEVICE, write
 
         res = write(TARGET_DEVICE[self.name], artifact, entry, recipe, out_dir, **kw)  # None: float references
         return res.to_dict() if res is not None else None

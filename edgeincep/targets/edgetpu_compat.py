@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from .tflite_graph import Graph, Op
+from edgeincep.targets.tflite_graph import Graph, Op
 
 # Coral's supported-operations table. Value: (highest op version, limitation checked below or "").
 # The version ceilings are the ones TensorFlow Lite's builtin resolver registered in mid-2021, the

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..export.metadata import read_metadata
-from ..fsutil import sha256_file
-from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..recipes import Recipe
-from .base import Artifact, Target, register_target
+from edgeincep.export.metadata import read_metadata
+from edgeincep.fsutil import sha256_file
+from edgeincep.pipeline.cache import files_digest, library_versions, lookup, stage_key
+from edgeincep.recipes import Recipe
+from edgeincep.targets.base import Artifact, Target, register_target
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 
 class OrtPredictor:
@@ -45,7 +45,7 @@ class OnnxRuntimeTarget(Target):
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: Recipe, out_dir: Path,
               float_nodes: list[str] | None = None) -> Artifact:
-        from ..quantize.onnxruntime import OrtQuantConfig, quantize_onnx
+        from edgeincep.quantize.onnxruntime import OrtQuantConfig, quantize_onnx
 
         cfg = OrtQuantConfig(method=recipe.calibration.method, fmt=recipe.onnxruntime.format,
                              per_channel=recipe.onnxruntime.per_channel, percentile=recipe.calibration.percentile,

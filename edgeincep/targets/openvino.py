@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import OutputError
-from ..export.metadata import read_metadata
-from ..fsutil import sha256_file
-from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..recipes import OpenVinoSettings, Recipe
-from .base import Artifact, Target, register_target
+from edgeincep.errors import OutputError
+from edgeincep.export.metadata import read_metadata
+from edgeincep.fsutil import sha256_file
+from edgeincep.pipeline.cache import files_digest, library_versions, lookup, stage_key
+from edgeincep.recipes import OpenVinoSettings, Recipe
+from edgeincep.targets.base import Artifact, Target, register_target
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 LIBS = ("openvino", "nncf")
 
@@ -293,7 +293,7 @@ class OpenVinoTarget(Target):
         _ov()
 
     def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
-        from ..bundle.devices import TARGET_DEVICE, write
+        from edgeincep.bundle.devices import TARGET_DEVICE, write
 
         res = write(TARGET_DEVICE[self.name], artifact, entry, recipe, out_dir, **kw)  # None: float references
         return res.to_dict() if res is not None else None

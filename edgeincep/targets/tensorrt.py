@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UserError
-from ..export.metadata import read_metadata
-from ..fsutil import sha256_file
-from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..quantize.modelopt import LIBS, ModelOptConfig, quantize_qdq, tensorrt_rule_violations
-from ..quantize.modelopt import unavailable_reason as modelopt_unavailable
-from ..recipes import Recipe, TensorRtSettings
-from .base import Artifact, Target, register_target
-from .onnxruntime import OrtPredictor
-from .tensorrt_engine import EngineSettings
+from edgeincep.errors import UserError
+from edgeincep.export.metadata import read_metadata
+from edgeincep.fsutil import sha256_file
+from edgeincep.pipeline.cache import files_digest, library_versions, lookup, stage_key
+from edgeincep.quantize.modelopt import LIBS, ModelOptConfig, quantize_qdq, tensorrt_rule_violations
+from edgeincep.quantize.modelopt import unavailable_reason as modelopt_unavailable
+from edgeincep.recipes import Recipe, TensorRtSettings
+from edgeincep.targets.base import Artifact, Target, register_target
+from edgeincep.targets.onnxruntime import OrtPredictor
+from edgeincep.targets.tensorrt_engine import EngineSettings
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 FMT = "onnx-qdq-trt"
 TWIN_CHECK_IMAGES = 64
@@ -115,7 +115,7 @@ class TensorRtTarget(Target):
         import onnxruntime  # noqa: F401
 
     def load(self, artifact: Artifact, threads: int = 0):
-        from .tensorrt_engine import TensorRtPredictor, ensure_engine, input_name, unavailable_reason
+        from edgeincep.targets.tensorrt_engine import TensorRtPredictor, ensure_engine, input_name, unavailable_reason
 
         if unavailable_reason() is None:
             meta = read_metadata(artifact.path)
@@ -129,7 +129,7 @@ class TensorRtTarget(Target):
 
     def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, *,
                reference: dict | None = None, images: dict | None = None) -> dict:
-        from ..bundle.jetson import write_jetson_bundle
+        from edgeincep.bundle.jetson import write_jetson_bundle
 
         return write_jetson_bundle(artifact, entry, recipe, out_dir, reference=reference, images=images).to_dict()
 

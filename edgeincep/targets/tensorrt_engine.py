@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle.jetson_run import TensorRtSession, gpu_unavailable_reason
-from ..errors import UserError
-from ..fsutil import atomic_path, write_text_atomic
+from edgeincep.bundle.jetson_run import TensorRtSession, gpu_unavailable_reason
+from edgeincep.errors import UserError
+from edgeincep.fsutil import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -135,8 +135,8 @@ def ensure_engine(onnx: Path, *, input_name: str, input_size: int, s: EngineSett
     """The engine for this ONNX on this GPU: reused when its record matches, else built."""
     import json
 
-    from ..fsutil import sha256_file
-    from ..pipeline.cache import lookup, stage_key
+    from edgeincep.fsutil import sha256_file
+    from edgeincep.pipeline.cache import lookup, stage_key
 
     engine = engine_path(onnx)
     key = stage_key(stage="trt-engine", onnx=sha256_file(onnx), settings=s.__dict__, engine=engine.name)

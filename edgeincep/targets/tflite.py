@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 # The device runner's own (de)quantisation: host validation and a bundle's run.py cannot drift apart.
-from ..bundle.runner import dequantize, quantize
-from ..fsutil import sha256_file
-from ..pipeline.cache import files_digest, library_versions, lookup, stage_key
-from ..quantize.tflite_rewrite import INT8_EDITS_VERSION
-from ..recipes import Recipe, TfliteSettings
-from .base import Artifact, Target, register_target
+from edgeincep.bundle.runner import dequantize, quantize
+from edgeincep.fsutil import sha256_file
+from edgeincep.pipeline.cache import files_digest, library_versions, lookup, stage_key
+from edgeincep.quantize.tflite_rewrite import INT8_EDITS_VERSION
+from edgeincep.recipes import Recipe, TfliteSettings
+from edgeincep.targets.base import Artifact, Target, register_target
 
 if TYPE_CHECKING:
-    from ..quantize.calibration import CalibrationSet
+    from edgeincep.quantize.calibration import CalibrationSet
 
 LIBS = ("tensorflow", "tf-keras", "onnx2tf", "ai-edge-litert")
 
@@ -84,10 +84,10 @@ class TfliteBuilder(Target):
     def _convert(self, fp32: Path, wanted: list[tuple[str, Path]], s: TfliteSettings,
                  calib: CalibrationSet | None) -> list[Artifact]:
         """One artifact per (kind, path): found again from its record, or converted (all misses in one child)."""
-        from ..export.metadata import read_metadata
-        from ..export.onnx import preprocess_from_metadata
-        from ..quantize import tflite_worker
-        from ..quantize.tflite import TfliteConfig
+        from edgeincep.export.metadata import read_metadata
+        from edgeincep.export.onnx import preprocess_from_metadata
+        from edgeincep.quantize import tflite_worker
+        from edgeincep.quantize.tflite import TfliteConfig
 
         source = sha256_file(Path(fp32))
         calib_digest = files_digest(calib.paths) if calib is not None else None
@@ -124,7 +124,7 @@ class TfliteBuilder(Target):
         import ai_edge_litert.interpreter  # noqa: F401
 
     def metadata(self, artifact: Artifact) -> dict[str, str]:
-        from .tflite_graph import read_metadata
+        from edgeincep.targets.tflite_graph import read_metadata
 
         return read_metadata(artifact.path)
 
@@ -151,7 +151,7 @@ class TfliteTarget(TfliteBuilder):
                              self._settings(recipe), calib)[0]
 
     def bundle(self, artifact: Artifact, entry: dict, recipe: Recipe, out_dir: Path, **kw) -> dict | None:
-        from ..bundle.devices import TARGET_DEVICE, write
+        from edgeincep.bundle.devices import TARGET_DEVICE, write
 
         res = write(TARGET_DEVICE[self.name], artifact, entry, recipe, out_dir, **kw)  # None: float references
         return res.to_dict() if res is not None else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
+from edgeincep.errors import UserError
 
 METADATA_NAME = "edgeincep"
 

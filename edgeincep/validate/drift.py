@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import metrics as M
+from edgeincep.validate import metrics as M
 
 
 def accuracy_record(logits: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> dict:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..console import note
-from ..recipes import Budget
-from .gates import passes
+from edgeincep.console import note
+from edgeincep.recipes import Budget
+from edgeincep.validate.gates import passes
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Drift gates: compare a drift record with the recipe's budget; pure and backend-free."""
 from __future__ import annotations
 
-from ..recipes import Budget
+from edgeincep.recipes import Budget
 
 
 def violations(drift: dict, budget: Budget) -> list[str]:

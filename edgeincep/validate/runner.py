@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..console import progress
-from ..data.folders import ImageSet, iter_batches
-from ..models.registry import Preprocess
-from ..targets.base import Predictor
+from edgeincep.console import progress
+from edgeincep.data.folders import ImageSet, iter_batches
+from edgeincep.models.registry import Preprocess
+from edgeincep.targets.base import Predictor
 
 
 def run_predictors(predictors: list[Predictor], images: ImageSet, cfg: Preprocess, *, batch_size: int = 64,
