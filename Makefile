@@ -31,8 +31,10 @@ test-prerequisites: install
 	@bash ci/system-packages.sh --tests
 	@bash ci/arm64-sysroot.sh
 
+## Style, and the layer rules of docs/architecture.md (import-linter contracts in pyproject.toml).
 lint: install
 	$(BIN)/ruff check edgeincep tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 ## The default test run (CI): lint, then everything but the slow end-to-end tests.
 test: install test-prerequisites lint

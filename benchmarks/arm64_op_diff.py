@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeincep.bundle.common import find_images, load_image, preprocess
 from edgeincep.bundle.emulate import BOARDS, run_emulated
-from edgeincep.bundle.runner import quantize
-from edgeincep.quantize.tflite_rewrite import load, pack
-from edgeincep.targets.tflite_graph import builtin_code
+from edgeincep.device.common import find_images, load_image, preprocess
+from edgeincep.device.runner import quantize
+from edgeincep.litert.graph import builtin_code
+from edgeincep.litert.rewrite import load, pack
 
 DUMP = '''
 import sys, numpy as np

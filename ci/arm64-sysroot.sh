@@ -14,7 +14,7 @@ ROOT=$(pwd)
 CACHE=${EDGEINCEP_ARM64_CACHE:-$ROOT/.cache/arm64}
 SYSROOT=$CACHE/sysroot
 # The rpi bundle's requirements.txt is written from pins.py too, so the sysroot holds what a Pi installs.
-PINS=$ROOT/edgeincep/bundle/pins.py
+PINS=$ROOT/edgeincep/device/pins.py
 # Pillow and numpy wheels link only glibc; libstdc++ is for LiteRT's C++ runtime.
 EXTRA_DEBS="libstdc++6:arm64 libgcc-s1:arm64"
 

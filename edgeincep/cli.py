@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from edgeincep import __version__
 from edgeincep.console import err, out
-from edgeincep.errors import OutputError, UnexpectedError, UserError
+from edgeincep.core.errors import OutputError, UnexpectedError, UserError
 
 
 class _Group(click.Group):
@@ -168,9 +168,10 @@ def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_size, skip_bad, json_out) -> None:
     """Accuracy of the FP32 REFERENCE ONNX and each ARTIFACT, and each artifact's drift from it."""
+    from edgeincep.data.folders import select_images
     from edgeincep.fsutil import write_text_atomic
     from edgeincep.pipeline.artifacts import artifact_for_file
-    from edgeincep.pipeline.validate_stage import select_images, validate
+    from edgeincep.pipeline.validate_stage import validate
     from edgeincep.report.summary import print_validation
 
     if not reference.is_file():
@@ -332,8 +333,26 @@ def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, d
     report.print_deploy(result)
 
 
+class _Devices(click.Choice):
+    """The devices the registered backends write bundles for, found when the option is first used
+    (so `edgeincep --help` imports no backend)."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property
+    def choices(self):
+        from edgeincep.pipeline.bundle_stage import bundle_devices
+
+        return bundle_devices()
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass
+
+
 @main.command("bundle")
-@click.option("--device", type=click.Choice(["rpi", "coral", "jetson", "intel"]), required=True)
+@click.option("--device", type=_Devices(), required=True)
 @click.argument("artifact", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -342,7 +361,7 @@ def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, d
 @click.option("--threads", type=int, default=0)
 def bundle_cmd(device, artifact, out_dir, images_dir, threads) -> None:
     """Write a device bundle (folder + .tar.gz) for one artifact: model, runner, labels, preprocessing, README."""
-    from edgeincep.bundle.devices import bundle_artifact
+    from edgeincep.pipeline.bundle_stage import bundle_artifact
 
     res = bundle_artifact(device, artifact, out_dir, images_dir=images_dir, threads=threads)
     out.print(f"[green]wrote[/] {res.folder} and {res.archive} ({len(res.manifest['files'])} files)")

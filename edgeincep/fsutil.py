@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeincep.errors import OutputError
+from edgeincep.core.errors import OutputError
 
 
 def ensure_writable_dir(path: str | Path) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeincep.errors import DataError
+from edgeincep.core.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION_DIR = PROJECT_ROOT / "calibration"

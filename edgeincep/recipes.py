@@ -1,21 +1,25 @@
 """Recipes: per model x target settings, typed and validated, with errors naming file and key.
 
 Lookup: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml, else the defaults here.
+The sections every target reads (calibration, budget, fallback, validation) are defined here; each
+backend's own section (`onnxruntime:`, `tflite:`, ...) is its settings class, found through the
+backend registry. `Recipe` is composed from both on first use, so a backend from another package
+brings its section with it.
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 
-from edgeincep.errors import UserError
+from edgeincep.core.errors import UserError
+from edgeincep.core.settings import RecipeBase
+from edgeincep.core.settings import Strict as _Strict
 from edgeincep.paths import RECIPES_DIR
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from edgeincep.registry import settings_sections
 
 
 class Calibration(_Strict):
@@ -27,68 +31,6 @@ class Calibration(_Strict):
     chunk: int = Field(8, ge=1, le=1024, description="images per calibrator call (bounds memory)")
 
 
-class OrtSettings(_Strict):
-    format: Literal["u8s8", "s8s8"] = "u8s8"
-    per_channel: bool = True
-    commute_pools: bool = Field(True, description="pool after the 1x1 conv, not before (exact; cheaper INT8)")
-
-
-class OpenVinoSettings(_Strict):
-    compress_fp16: bool = Field(False, description="store float weights as FP16 (never for the FP32 reference)")
-    preset: Literal["performance", "mixed"] = "performance"
-    # Measured on the reference Inception-ResNet-v1 (300 calibration images, SQNR vs FP32): NNCF's
-    # defaults (mean-of-minmax ranges, fast bias correction) 13.9 dB; plain min/max ranges with
-    # full bias correction 34.1 dB. Hence these defaults.
-    activation_ranges: Literal["minmax", "mean_minmax"] = "minmax"
-    # Full bias correction keeps every layer's activations for 20% of the calibration images: on
-    # full-size Inception-ResNet-v2 at 299 px (300 MB of activations per image) it was killed for want
-    # of memory at 24 GB. "auto" uses it only while that estimate stays under bias_correction_memory_mb.
-    fast_bias_correction: bool | Literal["auto"] = "auto"
-    bias_correction_memory_mb: int = Field(4096, ge=64, description="auto: the most full bias correction may hold")
-    accuracy_control: bool = Field(True, description="nncf.quantize_with_accuracy_control when over budget")
-    max_reverted: int = Field(50, ge=1, le=10_000, description="accuracy control: most layers reverted to float")
-    performance_hint: Literal["latency", "throughput"] = "latency"
-    inference_precision: Literal["f32", "bf16", "f16"] = Field(
-        "f32", description="CPU plugin precision for float ops; f32 for honest drift (bf16 is the silent default)")
-
-
-class TensorRtSettings(_Strict):
-    """TensorRT: a Q/DQ INT8 ONNX made with NVIDIA ModelOpt (calibrated on CPU), engines built on the device."""
-    # ModelOpt's calibrators: "max" (absolute max) or "entropy" (KL divergence, ModelOpt's own default). Measured on
-    # the reference Inception-ResNet-v2 (300 calibration images, 1000 validation images, SQNR vs FP32): max 28.6 dB,
-    # 99.6% top-1 agreement; entropy 24.6 dB, 98.9% (ModelOpt's entropy clips through ONNX Runtime's 128-bin histograms).
-    calibration_method: Literal["max", "entropy"] = "max"
-    # The shipped file's float parts (weights kept in float, Q/DQ scales, non-quantized ops): fp16
-    # halves the file and is what the engine runs anyway; fp32 keeps an exact-float twin for debugging.
-    high_precision_dtype: Literal["fp16", "fp32"] = "fp16"
-    calibrate_per_node: bool = Field(False, description="ModelOpt calibrates node by node: less memory, slower")
-    keep_fp32_twin: bool = Field(True, description="also write the fp32-high-precision twin and compare it at build time")
-    # Engine build (on the device, or here when TensorRT and a GPU exist).
-    engine_fp16: bool = Field(True, description="FP16 alongside INT8: INT8-only builds run the float parts in FP32")
-    workspace_mb: int = Field(1024, ge=16, le=1 << 20, description="builder workspace memory pool limit")
-    timing_cache: bool = Field(True, description="reuse kernel timings across engine builds (file beside the engine)")
-    max_batch: int = Field(8, ge=1, le=4096, description="largest batch of the engine's optimisation profile")
-    opt_batch: int = Field(1, ge=1, le=4096, description="batch the engine is tuned for")
-    jetpack: str = Field("6.2", description="JetPack release the Jetson bundle is written for")
-    tensorrt_version: str = Field("10.3", description="TensorRT release the Jetson bundle is written for")
-
-
-class TfliteSettings(_Strict):
-    # The INT8 model is the gated artifact; FP32 and FP16 are written beside it when listed here
-    # (each costs one more conversion), and FP32 is validated too, proving the conversion itself exact.
-    references: list[Literal["fp32", "fp16"]] = Field(["fp32", "fp16"], description="float .tflite files besides INT8")
-    io: Literal["int8", "uint8", "float32"] = Field(
-        "int8", description="INT8 model input/output type (the edgetpu target always uses uint8)")
-    per_channel: bool = Field(True, description="per-output-channel INT8 weight scales")
-    # Off by default: TFLite's int8 pools must keep their input's scale, so a pool moved after its 1x1 conv
-    # inherits the conv's signed pre-RELU range; on the reference Inception-v4 that cost 1.7 points of top-1
-    # agreement (99.34% -> 97.63%), over the 99% budget, for INT8 29.1 -> 17.3 ms.
-    commute_pools: bool = Field(False, description="pool after the 1x1 conv (exact in float; faster, less accurate INT8)")
-    # XNNPACK has no int8 average pool: each ran in TFLite's reference kernel and split XNNPACK's graph
-    # (Inception-v4 INT8 30.5 -> 15.9 ms with this on). The Edge TPU target keeps its pools regardless.
-    depthwise_pools: bool = Field(True, description="INT8 average pools as depthwise conv + border MUL (XNNPACK int8)")
-
-
 class Budget(_Strict):
     max_top1_drop: float = Field(0.5, ge=0.0, le=100.0, description="points of top-1 accuracy")
     min_agreement: float = Field(0.99, ge=0.0, le=1.0, description="top-1 agreement with FP32")
@@ -97,7 +39,6 @@ class Budget(_Strict):
 class Fallback(_Strict):
     enabled: bool = True
     max_float_nodes: int = Field(8, ge=0, le=1000)
-    probe_images: int = Field(200, ge=8, le=10_000, description="validation images scored per candidate")
 
 
 class Validation(_Strict):
@@ -107,25 +48,31 @@ class Validation(_Strict):
                                "as arm64 code under qemu (when the arm64 sysroot exists); 0: none")
 
 
-class Recipe(_Strict):
-    model: str | None = None
-    target: str | None = None
-    input_size: int | None = Field(None, ge=75, le=2048)
-    calibration: Calibration = Calibration()
-    onnxruntime: OrtSettings = OrtSettings()
-    openvino: OpenVinoSettings = OpenVinoSettings()
-    tensorrt: TensorRtSettings = TensorRtSettings()
-    tflite: TfliteSettings = TfliteSettings()
-    budget: Budget = Budget()
-    fallback: Fallback = Fallback()
-    validation: Validation = Validation()
-    source: str = "built-in defaults"
+@cache
+def _compose(sections: tuple[tuple[str, type], ...]) -> type[RecipeBase]:
+    fields: dict = {"model": (str | None, None), "target": (str | None, None),
+                    "calibration": (Calibration, Calibration())}
+    fields |= {name: (cls, cls()) for name, cls in sections}
+    fields |= {"budget": (Budget, Budget()), "fallback": (Fallback, Fallback()),
+               "validation": (Validation, Validation()), "source": (str, "built-in defaults")}
+    return create_model("Recipe", __base__=RecipeBase, __module__=__name__, **fields)
+
+
+def recipe_model() -> type[RecipeBase]:
+    """The Recipe class for the backends registered now."""
+    return _compose(tuple(settings_sections().items()))
+
+
+def __getattr__(name: str):
+    if name == "Recipe":  # `from edgeincep.recipes import Recipe`: composed when first asked for
+        return recipe_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 MAX_RECIPE_DEPTH = 64  # a recipe is 2-3 levels deep
 
 
-def load_recipe_file(path: Path) -> Recipe:
+def load_recipe_file(path: Path) -> RecipeBase:
     path = Path(path)
 
     class _Loader(yaml.SafeLoader):
@@ -179,7 +126,7 @@ def load_recipe_file(path: Path) -> Recipe:
     if not isinstance(data, dict):
         raise UserError(f"recipe must be a mapping of settings, got {type(data).__name__}", path)
     try:
-        return Recipe.model_validate({**data, "source": str(path)})
+        return recipe_model().model_validate({**data, "source": str(path)})
     except ValidationError as e:
         first = e.errors()[0]
         key = one_line(".".join(str(p) for p in first["loc"]))[:100] or "(top level)"
@@ -187,8 +134,8 @@ def load_recipe_file(path: Path) -> Recipe:
         raise UserError(f"recipe key '{key}': {one_line(first['msg'])}{more}", path) from None
 
 
-def find_recipe(model: str, target: str, recipes_dir: Path = RECIPES_DIR) -> Recipe:
+def find_recipe(model: str, target: str, recipes_dir: Path = RECIPES_DIR) -> RecipeBase:
     for name in (f"{model}.{target}.yaml", f"default.{target}.yaml"):
         if (recipes_dir / name).is_file():
             return load_recipe_file(recipes_dir / name)
-    return Recipe(model=model, target=target)
+    return recipe_model()(model=model, target=target)

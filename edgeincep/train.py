@@ -20,10 +20,11 @@ from PIL import Image
 
 from edgeincep import __version__
 from edgeincep.console import progress
+from edgeincep.core.errors import UserError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import resample_filter
-from edgeincep.errors import UserError
 from edgeincep.fsutil import atomic_path
-from edgeincep.models.registry import Preprocess, check_input_size, create_model
+from edgeincep.models.registry import check_input_size, create_model
 
 
 @dataclass

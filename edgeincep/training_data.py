@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeincep.core.errors import DataError
 from edgeincep.data import fashion_mnist as fm
 from edgeincep.data.folders import scan_folder
 from edgeincep.data.images import load_image
-from edgeincep.errors import DataError
 
 NATIVE = 128  # user images are stored at this size before the per-model resize
 

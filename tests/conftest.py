@@ -1,6 +1,7 @@
 """Shared fixtures: the parity fixtures, small real image folders, a CLI runner."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from edgeincep.paths import DEFAULT_CALIBRATION
 from edgeincep.pipeline.export_stage import run_export
 from edgeincep.quantize.calibration import load_calibration
 from edgeincep.recipes import Recipe
-from edgeincep.targets.base import get_target
+from edgeincep.registry import get_backend
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 
@@ -69,31 +70,35 @@ def fmnist_val(tmp_path_factory, fashion_mnist_test) -> Path:
     return out
 
 
-# One export and one set of .tflite conversions of the reference Inception-ResNet-v1, shared by the TFLite,
-# Edge TPU and device-bundle tests (each conversion costs seconds of TensorFlow).
+# One export of the reference Inception-ResNet-v1 and one build per backend, shared by every test that needs
+# a real artifact (a TensorFlow conversion or an NNCF run costs seconds to tens of seconds).
 @pytest.fixture(scope="session")
-def tflite_fp32_onnx(tmp_path_factory) -> Path:
-    return run_export("inception_resnet_v1", weights="reference", out_dir=tmp_path_factory.mktemp("tflite")).path
+def reference_fp32(tmp_path_factory) -> Path:
+    return run_export("inception_resnet_v1", weights="reference", out_dir=tmp_path_factory.mktemp("reference")).path
 
 
 @pytest.fixture(scope="session")
-def tflite_calib(tflite_fp32_onnx):
-    pre = preprocess_from_metadata(read_metadata(tflite_fp32_onnx))
+def reference_calib(reference_fp32):
+    pre = preprocess_from_metadata(read_metadata(reference_fp32))
     # The recipe defaults (300 images, seed 0), so a pipeline run over the same directory reuses these builds.
     return load_calibration(DEFAULT_CALIBRATION, pre, count=300, seed=0)
 
 
 @pytest.fixture(scope="session")
-def tflite_floats(tflite_fp32_onnx) -> dict:
-    arts = get_target("tflite").references(tflite_fp32_onnx, Recipe(), tflite_fp32_onnx.parent)
-    return {a.precision: a for a in arts}
+def build_int8(reference_fp32, reference_calib):
+    """build_int8(name, **recipe) -> the backend's INT8 artifact of the reference model, built once per session and
+    recipe (beside the FP32 ONNX, as a pipeline run would); skips with the reason where the backend cannot run."""
+    cache: dict = {}
 
+    def build(name: str, **recipe):
+        backend = get_backend(name)
+        reason = backend.unavailable_reason()
+        if reason:
+            pytest.skip(f"{name}: {reason}")
+        key = (name, json.dumps(recipe, sort_keys=True))
+        if key not in cache:
+            out = reference_fp32.parent if not recipe else reference_fp32.parent / f"{name}-{len(cache)}"
+            cache[key] = backend.build(reference_fp32, reference_calib, Recipe.model_validate(recipe), out)
+        return cache[key]
 
-@pytest.fixture(scope="session")
-def tflite_int8(tflite_fp32_onnx, tflite_calib):
-    return get_target("tflite").build(tflite_fp32_onnx, tflite_calib, Recipe(), tflite_fp32_onnx.parent)
-
-
-@pytest.fixture(scope="session")
-def edgetpu_int8(tflite_fp32_onnx, tflite_calib):
-    return get_target("edgetpu").build(tflite_fp32_onnx, tflite_calib, Recipe(), tflite_fp32_onnx.parent)
+    return build

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from edgeincep.core.errors import DataError, UserError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import load_and_preprocess
-from edgeincep.errors import DataError, UserError
-from edgeincep.models.registry import Preprocess
 from edgeincep.recipes import Recipe, load_recipe_file
 
 N = int(os.environ.get("FUZZ_EXAMPLES", "150"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeincep.errors import UserError
+from edgeincep.core.errors import UserError
 from edgeincep.paths import RECIPES_DIR
 from edgeincep.recipes import find_recipe, load_recipe_file
 

@@ -5,9 +5,10 @@ import re
 
 import pytest
 
+from edgeincep.data.folders import select_images
 from edgeincep.paths import REFERENCE_MODELS_DIR
 from edgeincep.pipeline.export_stage import run_export
-from edgeincep.pipeline.validate_stage import select_images, validate
+from edgeincep.pipeline.validate_stage import validate
 
 MODELS = ["inception_resnet_v2", "inception_v4", "inception_resnet_v1"]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from edgeincep.core.errors import UserError
 from edgeincep.data import fashion_mnist as fm
-from edgeincep.errors import UserError
 from edgeincep.model_card import write_card
 from edgeincep.models.weights import build_with_weights
 from edgeincep.train import TrainConfig, train

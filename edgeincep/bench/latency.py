@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from edgeincep.targets.base import Predictor
+from edgeincep.core.predictor import Predictor
 
 
 def interleaved_latency(predictors: list[Predictor], x: np.ndarray, *, runs: int = 20, warmup: int = 3,

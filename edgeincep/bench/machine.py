@@ -15,13 +15,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from edgeincep.pipeline.cache import library_versions
+from edgeincep.cache import library_versions
 
 # ISA features that decide which kernels the runtimes pick (VNNI: int8 dot products; BF16/AMX:
 # float runs that are silently not FP32 unless pinned).
 _FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
           "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
-BACKEND_LIBS = ("openvino", "nncf", "ai-edge-litert", "tensorflow", "nvidia-modelopt", "tensorrt")
 
 
 def cpu_facts() -> dict:
@@ -52,7 +51,14 @@ def _cpuinfo() -> dict[str, str]:
 
 def machine_record(threads: int) -> dict:
     return {"cpu": cpu_facts(), "threads": threads, "python": platform.python_version(),
-            "libraries": library_versions(BACKEND_LIBS)}
+            "libraries": library_versions(backend_libraries())}
+
+
+def backend_libraries() -> tuple[str, ...]:
+    """Every registered backend's libraries, once each (what the numbers of a bench run depend on)."""
+    from edgeincep.registry import get_backend, list_backends
+
+    return tuple(dict.fromkeys(lib for name in list_backends() for lib in get_backend(name).libraries))
 
 
 def _gemm_model(int8: bool, n: int):

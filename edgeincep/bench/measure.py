@@ -17,8 +17,9 @@ from edgeincep.bench.latency import interleaved_latency
 from edgeincep.bench.machine import machine_record, peak_record
 from edgeincep.bench.probe import measure as probe
 from edgeincep.console import progress
-from edgeincep.errors import UserError
-from edgeincep.targets.base import Artifact, get_target
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import UserError
+from edgeincep.registry import get_backend
 
 SCHEMA = "edgeincep.bench/1"
 
@@ -40,7 +41,7 @@ def model_facts(art: Artifact) -> dict:
     """Model name, width, classes and input size from the artifact's own metadata, and its MACs."""
     from edgeincep.models.stats import model_stats
 
-    meta = get_target(art.target).metadata(art)
+    meta = get_backend(art.target).metadata(art)
     pre = json.loads(meta.get("edgeincep.preprocess", "{}"))
     facts = {"model": meta.get("edgeincep.model"), "input_size": pre.get("input_size")}
     if facts["model"] and facts["input_size"]:
@@ -104,7 +105,7 @@ def benchmark(arts: list[Artifact], settings: BenchSettings = BenchSettings()) -
 
 def _load(art: Artifact, threads: int):
     try:
-        return get_target(art.target).load(art, threads)
+        return get_backend(art.target).load(art, threads)
     except Exception as e:  # noqa: BLE001 - each runtime raises its own types for a file it cannot read
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{art.target} cannot load it: {first[:300]}", art.path) from None

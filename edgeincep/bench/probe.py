@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from edgeincep.errors import UserError
-from edgeincep.pipeline.meter import status_mb
-from edgeincep.targets.base import Artifact
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import UserError
+from edgeincep.meter import status_mb
 
 
 def _maxrss_mb() -> float:
@@ -48,9 +48,9 @@ def measure(artifact: Artifact, *, threads: int, shape: tuple[int, ...], runs: i
 def _main() -> None:
     job = json.loads(sys.stdin.read())
     art = Artifact.from_dict(job["artifact"])
-    from edgeincep.targets.base import get_target
+    from edgeincep.registry import get_backend
 
-    target = get_target(art.target)
+    target = get_backend(art.target)
     target.import_runtime()
     runtime_mb = _maxrss_mb()
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeincep.bundle.common import output_codes
+from edgeincep.device.common import output_codes
 from edgeincep.paths import PROJECT_ROOT
 
 # Bundles whose runner runs on an arm64 Linux CPU (the Coral bundle's CPU model when no Edge TPU is attached).

@@ -1,6 +1,6 @@
 """The samples every device bundle carries, and the expected.json its runner's `--check` compares with.
 
-A few images under samples/ and the host's logits for them, from the target's own host predictor over
+A few images under samples/ and the host's logits for them, from the artifact's own host predictor over
 edgeincep's preprocessing (the validate path). They are chosen for a clear top-1 margin: the check must
 not flip on a borderline image because a device rounds one activation differently.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeincep.data.folders import iter_batches
-from edgeincep.errors import UserError
-from edgeincep.targets.base import Artifact, get_target
+from edgeincep.core.errors import UserError
+from edgeincep.core.predictor import Predictor
+from edgeincep.data.folders import iter_batches, select_images
 
 # What `edgeincep deploy --check` runs in the bundle on the device ({python}: the interpreter it runs under,
 # {output}: where the device's results go); it pairs them with "results" of the expected file by image name.
@@ -23,12 +23,9 @@ SAMPLES = 6
 SCAN = 60  # images looked at to pick SAMPLES with clear margins, one per class where the set allows
 
 
-def pick_samples(art: Artifact, root: Path, pre, threads: int = 0) -> tuple[list[Path], np.ndarray]:
+def pick_samples(pred: Predictor, root: Path, pre) -> tuple[list[Path], np.ndarray]:
     """Up to SAMPLES images under `root` with the host's logits, the clearest top-1 margin per class first."""
-    from edgeincep.pipeline.validate_stage import select_images
-
     images = select_images(root, SCAN)
-    pred = get_target(art.target).load(art, threads)
     logits, kept = [], []
     for x, _, idx in iter_batches(images, pre, 16, skip_bad=True):
         logits.append(pred.predict(x))
@@ -47,15 +44,15 @@ def pick_samples(art: Artifact, root: Path, pre, threads: int = 0) -> tuple[list
     return [images.paths[kept[r]] for r in rows], out[rows]
 
 
-def sample_files(art: Artifact, entry: dict, labels: list[str], root: Path | None, pre,
-                 tolerance: Callable[[np.ndarray], tuple[dict, str]], threads: int = 0) -> tuple[dict, int, str]:
+def sample_files(pred: Predictor, target: str, entry: dict, labels: list[str], root: Path | None, pre,
+                 tolerance: Callable[[np.ndarray], tuple[dict, str]]) -> tuple[dict, int, str]:
     """samples/* and expected.json for a bundle (bundle name -> source file or text), the sample count, and
     why the tolerance is what it is. `tolerance(host_logits)` gives, per runner backend, what --check accepts
     beyond the same top-1 (common.deviation: integer output steps, a largest |logit difference|, or None)."""
-    paths, host = pick_samples(art, Path(root) if root else default_samples(), pre, threads)
+    paths, host = pick_samples(pred, Path(root) if root else default_samples(), pre)
     tol, why = tolerance(host)
     names = [f"samples/{i:02d}_{p.parent.name}_{p.name}" for i, p in enumerate(paths)]
-    expected = {"host": {"target": art.target, "runtime": entry.get("executed_precision"), "machine": machine()},
+    expected = {"host": {"target": target, "runtime": entry.get("executed_precision"), "machine": machine()},
                 "tolerance": tol, "tolerance_why": why,
                 "results": [{"image": n, "top1": int(row.argmax()),
                              "label": labels[int(row.argmax())] if int(row.argmax()) < len(labels) else None,

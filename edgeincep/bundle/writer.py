@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeincep import __version__
-from edgeincep.errors import OutputError, UserError
+from edgeincep.core.errors import OutputError, UserError
 from edgeincep.fsutil import atomic_path, ensure_writable_dir, sha256_file
 
 SCHEMA = "edgeincep.bundle/1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgeincep.errors import DataError
+from edgeincep.core.errors import DataError
 from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")

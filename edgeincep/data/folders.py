@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeincep.core.errors import DataError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import IMAGE_SUFFIXES, BadImage, load_and_preprocess
-from edgeincep.errors import DataError
-from edgeincep.models.registry import Preprocess
 
 
 @dataclass
@@ -185,3 +185,9 @@ def content_overlap(a: list[Path] | list[str], b: list[Path] | list[str]) -> lis
 
     seen = {digest(p): str(p) for p in a}
     return [(seen[d], str(p)) for p in b if (d := digest(p)) in seen]
+
+
+def select_images(images_dir: Path, limit: int | None, seed: int = 0) -> ImageSet:
+    """The image folder, or a class-balanced seeded subset of `limit` images."""
+    images = scan_folder(images_dir)
+    return balanced_subset(images, limit, seed) if limit else images

@@ -1,7 +1,7 @@
 """Decode any common image file to RGB and apply a model's eval preprocessing with Pillow + numpy.
 
 The arithmetic (RGB conversion, resize the shorter side to floor(size / crop_pct), centre-crop
-`size`, scale to [0, 1], normalise by mean/std, CHW float32) lives in bundle/common.py, which
+`size`, scale to [0, 1], normalise by mean/std, CHW float32) lives in device/common.py, which
 every device bundle ships beside its runner: host calibration, host validation and the devices
 run one implementation. This module adds the host's own error reporting (DataError naming the file).
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgeincep.bundle.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, resample_filter, resize_size, to_rgb
-from edgeincep.bundle.common import BadImage as DeviceBadImage
-from edgeincep.bundle.common import load_image as decode_image
-from edgeincep.bundle.common import preprocess as preprocess_image
-from edgeincep.errors import DataError
-from edgeincep.models.registry import Preprocess
+from edgeincep.core.errors import DataError
+from edgeincep.core.preprocess import Preprocess
+from edgeincep.device.common import IMAGE_SUFFIXES, MAX_ASPECT, MAX_PIXELS, resample_filter, resize_size, to_rgb
+from edgeincep.device.common import BadImage as DeviceBadImage
+from edgeincep.device.common import load_image as decode_image
+from edgeincep.device.common import preprocess as preprocess_image
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_ASPECT", "MAX_PIXELS", "BadImage", "load_and_preprocess", "load_image",
            "preprocess", "resample_filter", "resize_size", "to_rgb"]
@@ -27,7 +27,7 @@ class BadImage(DataError):
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """The bundles' decoder (bundle/common.py), with the file named in the error."""
+    """The bundles' decoder (device/common.py), with the file named in the error."""
     try:
         return decode_image(path)
     except DeviceBadImage as e:

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import paramiko
 
+from edgeincep.core.errors import UserError
 from edgeincep.deploy import remote
-from edgeincep.errors import UserError
 
 REMOTE_SOURCE = Path(remote.__file__).read_bytes()
 CHUNK = 256 * 1024

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeincep.errors import UserError
+from edgeincep.core.errors import UserError
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

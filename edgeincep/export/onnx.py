@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from edgeincep import __version__
-from edgeincep.errors import ExportMismatchError, UserError
+from edgeincep.core.errors import ExportMismatchError, UserError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.export.fold import fold_batchnorm
 from edgeincep.export.metadata import read_metadata, write_metadata  # noqa: F401 - read_metadata is part of this module's interface
 from edgeincep.fsutil import atomic_path
-from edgeincep.models.registry import ModelSpec, Preprocess, check_input_size
+from edgeincep.models.registry import ModelSpec, check_input_size
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "input"

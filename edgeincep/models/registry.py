@@ -12,39 +12,10 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from edgeincep.errors import UserError
+from edgeincep.core.errors import UserError
+from edgeincep.core.preprocess import Preprocess
 
 MIN_INPUT_SIZE = 75  # the smallest grid that survives the stem and both reductions
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Eval transform: resize shorter side to size/crop_pct, centre crop, normalise."""
-
-    input_size: int = 299
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-
-    def to_dict(self) -> dict:
-        return {
-            "input_size": self.input_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "crop_pct": self.crop_pct,
-            "interpolation": self.interpolation,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
-        return cls(
-            input_size=int(d["input_size"]),
-            mean=tuple(float(v) for v in d["mean"]),
-            std=tuple(float(v) for v in d["std"]),
-            crop_pct=float(d["crop_pct"]),
-            interpolation=str(d["interpolation"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -105,12 +76,10 @@ def register_model(
 
 
 def list_models() -> list[str]:
-    _load_all()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> ModelSpec:
-    _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -146,8 +115,3 @@ def check_input_size(size: int) -> None:
         raise UserError(
             f"input size {size} px is too small: the stem and two reductions need at least {MIN_INPUT_SIZE} px"
         )
-
-
-def _load_all() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from edgeincep.models import inception_resnet_v1, inception_resnet_v2, inception_v4  # noqa: F401

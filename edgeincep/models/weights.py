@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgeincep.errors import CheckpointError, OfflineError
+from edgeincep.core.errors import CheckpointError, OfflineError
 from edgeincep.fsutil import sha256_file
 from edgeincep.models.registry import ModelSpec, create_model, get_spec
 

@@ -5,13 +5,13 @@ import hashlib
 import json
 from pathlib import Path
 
+from edgeincep.cache import library_versions, lookup, outputs_digest, stage_key
 from edgeincep.console import err, note
 from edgeincep.data.folders import balanced_subset, load_array, scan_folder
 from edgeincep.export.onnx import ExportResult, build_metadata, export_onnx
 from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
 from edgeincep.models.registry import check_input_size, get_spec
 from edgeincep.paths import default_calibration
-from edgeincep.pipeline.cache import library_versions, lookup, outputs_digest, stage_key
 from edgeincep.pipeline.model_source import class_names_of, load_model, preprocess_of
 
 

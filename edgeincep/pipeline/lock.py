@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeincep.errors import OutputError
+from edgeincep.core.errors import OutputError
 
 LOCK_NAME = ".edgeincep.lock"
 

@@ -5,8 +5,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from edgeincep.errors import CheckpointError
-from edgeincep.models.registry import Preprocess, create_model, get_spec
+from edgeincep.core.errors import CheckpointError
+from edgeincep.core.preprocess import Preprocess
+from edgeincep.models.registry import create_model, get_spec
 from edgeincep.models.synthetic import apply_synthetic_weights
 from edgeincep.models.weights import LoadedModel, build_with_weights
 

@@ -8,42 +8,46 @@ from pathlib import Path
 import numpy as np
 from rich.markdown import Markdown
 
+from edgeincep.backends.base import Backend
 from edgeincep.console import err, note, out
-from edgeincep.data.folders import ImageSet, balanced_subset, content_overlap
-from edgeincep.errors import DataError, GateError, UserError
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import DataError, GateError, UserError
+from edgeincep.core.settings import RecipeBase
+from edgeincep.data.folders import ImageSet, balanced_subset, content_overlap, select_images
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
+from edgeincep.meter import StageMeter
 from edgeincep.paths import default_calibration
+from edgeincep.pipeline.bundle_stage import write_bundles
 from edgeincep.pipeline.export_stage import run_export
 from edgeincep.pipeline.lock import output_lock
-from edgeincep.pipeline.meter import StageMeter
-from edgeincep.pipeline.validate_stage import select_images, validate
+from edgeincep.pipeline.validate_stage import validate
 from edgeincep.quantize.calibration import CalibrationSet, load_calibration
 from edgeincep.recipes import Recipe, find_recipe, load_recipe_file
+from edgeincep.registry import get_backend, list_backends
 from edgeincep.report.html import write_html
 from edgeincep.report.summary import markdown
-from edgeincep.targets.base import Artifact, get_target, list_targets
 from edgeincep.validate.drift import drift_record
 from edgeincep.validate.fallback import brief, fallback_search
 from edgeincep.validate.gates import violations
+from edgeincep.validate.ort import reference_predictor
 from edgeincep.validate.sensitivity import rank_nodes
 
 SCHEMA = "edgeincep.run/1"
 
 
-def select_targets(target: str) -> list:
-    names = list_targets() if target == "all" else [target]
+def select_targets(target: str) -> list[Backend]:
+    names = list_backends() if target == "all" else [target]
     chosen = []
     for name in names:
-        t = get_target(name)
+        t = get_backend(name)
         reason = t.unavailable_reason()
         if reason:
             if target != "all":
                 raise UserError(f"target {name} cannot run here: {reason}")
             note(f"skipping target {name}: {reason}")
             continue
-        if hasattr(t, "build"):
-            chosen.append(t)
+        chosen.append(t)
     return chosen
 
 
@@ -51,11 +55,11 @@ def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, 
     """Drift on the calibration images: fallback decisions never look at the validation set."""
     from edgeincep.bench import interleaved_latency
 
-    ref_pred = get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads)
+    ref_pred = reference_predictor(fp32, threads)
     ref = ref_pred.predict(calib.x)
 
     def score(art: Artifact) -> dict:
-        pred = get_target(art.target).load(art, threads)
+        pred = get_backend(art.target).load(art, threads)
         rec = drift_record(ref, pred.predict(calib.x), labels, calib.paths, [])
         # What keeping layers in float costs: size, and batch-1 latency as a ratio to FP32 measured
         # interleaved (a ratio survives a noisy machine; absolute ms would not).
@@ -81,19 +85,19 @@ def _calib_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str
         return None
 
 
-def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, recipe: Recipe, out_dir: Path,
-                        threads: int) -> tuple[Artifact, dict]:
+def build_with_fallback(t: Backend, fp32: Path, calib: CalibrationSet, calib_labels, recipe: RecipeBase,
+                        out_dir: Path, threads: int) -> tuple[Artifact, dict]:
     art = t.build(fp32, calib, recipe, out_dir)
-    if not recipe.fallback.enabled or not hasattr(t, "build"):
+    if not recipe.fallback.enabled:
         return art, {}
     score = _probe_scorer(fp32, calib, calib_labels, threads)
     first = score(art)
     if not violations(first, recipe.budget):
         return art, {"needed": False, "probe": "calibration images", "steps": [{"float_nodes": 0,
                      "top1_agreement": first["top1_agreement"], "top1_drop_points": first.get("top1_drop_points")}]}
-    qdq = art.path if art.fmt.startswith("onnx-qdq") else None
+    qdq = t.layer_fallback_graph(art)
     restored = None
-    if qdq is None and hasattr(t, "restore_accuracy") and calib_labels is not None:
+    if qdq is None and calib_labels is not None:
         with err.status(f"{t.name}: restoring accuracy (layers back to float until the budget holds)"):
             restored = t.restore_accuracy(fp32, calib, calib_labels, recipe, out_dir)
     if restored is not None:
@@ -108,7 +112,7 @@ def build_with_fallback(t, fp32: Path, calib: CalibrationSet, calib_labels, reci
         return art, {"needed": True, "note": f"{art.fmt} has no layer-level float fallback"}
     with err.status("ranking layers by quantization sensitivity"):
         ranked = [n for n, _ in rank_nodes(fp32, qdq, calib.x[:16])]
-    res = fallback_search(ranked, lambda nodes: t.build(fp32, calib, recipe, out_dir, float_nodes=nodes), score,
+    res = fallback_search(ranked, lambda nodes: t.build_keeping_float(fp32, calib, recipe, out_dir, nodes), score,
                           recipe.budget, recipe.fallback.max_float_nodes, (art, first))
     return res.artifact, {"needed": True, "passed_on_probe": res.passed, "float_nodes": res.float_nodes,
                           "probe": "calibration images", "steps": res.steps}
@@ -118,27 +122,10 @@ def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
     """Batch-1 latency of FP32 and each artifact, interleaved (a quick look; `edgeincep bench` goes deeper)."""
     from edgeincep.bench import interleaved_latency
 
-    everything = [Artifact(fp32, "onnxruntime", "fp32", "onnx"), *artifacts]
-    predictors = [get_target(a.target).load(a, threads) for a in everything]
+    predictors = [reference_predictor(fp32, threads), *(get_backend(a.target).load(a, threads) for a in artifacts)]
     x = np.zeros((1, 3, pre.input_size, pre.input_size), np.float32)
     with err.status("measuring batch-1 latency (interleaved)"):
         return interleaved_latency(predictors, x, runs=20, warmup=3)
-
-
-def _write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_dir: Path) -> None:
-    """A device bundle for each artifact whose target makes one, once it has passed its drift gate."""
-    for art, entry in zip(artifacts, record["artifacts"], strict=True):
-        t = get_target(art.target)
-        if not hasattr(t, "bundle"):
-            continue
-        if entry["gate"]["violations"]:
-            entry["bundle"] = {"skipped": "over its drift budget: no device bundle"}
-            continue
-        with err.status(f"writing the {t.name} device bundle"):
-            res = t.bundle(art, entry, Recipe.model_validate(recipes[art.target]), out_dir,
-                           reference=record["reference"], images=record["images"])
-        if res is not None:  # float references of a target get no bundle of their own
-            entry["bundle"] = res
 
 
 def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images: ImageSet, pre, count: int,
@@ -162,8 +149,7 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
         return
     subset = balanced_subset(images, count, seed=0) if count < len(images) else images
     # The host's side, FP32 and every bundled INT8 model, in one pass over the images
-    predictors = [get_target("onnxruntime").load(Artifact(fp32, "onnxruntime", "fp32", "onnx"), threads),
-                  *(get_target(art.target).load(art, threads) for art, _ in bundles)]
+    predictors = [reference_predictor(fp32, threads), *(get_backend(art.target).load(art, threads) for art, _ in bundles)]
     logits, _, kept = run_predictors(predictors, subset, pre, skip_bad=True)
     paths = [subset.paths[i] for i in kept]
     labels = model_labels(subset.subset(kept), record["class_names"]) if subset.labelled else None
@@ -220,10 +206,9 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
                 err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
             art, fb = build_with_fallback(t, fp32, calib, _calib_labels(calib_root, calib, class_names), recipe,
                                           out_dir, threads)
-            if hasattr(t, "references"):
-                # The runtime's own float build, validated and gated like the INT8 one: it proves the
-                # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
-                artifacts.extend(t.references(fp32, recipe, out_dir))
+            # The runtime's own float builds, validated and gated like the INT8 one: they prove the
+            # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
+            artifacts.extend(t.references(fp32, recipe, out_dir))
         artifacts.append(art)
         fallbacks[art.name] = fb
     with meter.stage("validate"):
@@ -240,16 +225,15 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         entry["fallback"] = fallbacks.get(f"{entry['target']}:{entry['precision']}", {})
         if entry["gate"]["violations"]:
             failures.append(f"{entry['target']}:{entry['precision']}: {'; '.join(entry['gate']['violations'])}")
-    if any(hasattr(get_target(a.target), "bundle") for a in artifacts):
+    if any(get_backend(a.target).bundle_devices for a in artifacts):
         with meter.stage("bundle"):
-            _write_bundles(artifacts, record, recipes, out_dir)
+            write_bundles(artifacts, record, recipes, out_dir)
         with meter.stage("device"):
             _emulate_bundles(fp32, artifacts, record, images, pre, val_recipe.device_images, threads)
     report = {"schema": SCHEMA, "model": model_name, "weights": weights, "export": exported.to_dict(),
               "calibration": {"root": str(calib_root), **next(iter(calib_cache.values())).summary()}
               if calib_cache else None,
               "validation": record, "recipes": recipes,
-              "calibration_validation_overlap": 0,
               "stage_seconds": meter.seconds(), "stages": meter.stages,
               "passed": not failures}
     path = write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))

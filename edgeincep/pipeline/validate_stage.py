@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeincep.data.folders import ImageSet, balanced_subset, scan_folder
-from edgeincep.errors import DataError
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import DataError
+from edgeincep.data.folders import ImageSet
 from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
-from edgeincep.targets.base import Artifact, get_target
-from edgeincep.targets.onnxruntime import fp32_artifact
+from edgeincep.registry import get_backend
 from edgeincep.validate.drift import accuracy_record, confidence_histogram, drift_record
+from edgeincep.validate.ort import reference_artifact, reference_predictor
 from edgeincep.validate.runner import run_predictors
 
 
@@ -28,19 +29,13 @@ def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
     return np.asarray([index[images.class_names[lab]] for lab in images.labels])
 
 
-def select_images(images_dir: Path, limit: int | None, seed: int = 0) -> ImageSet:
-    images = scan_folder(images_dir)
-    return balanced_subset(images, limit, seed) if limit else images
-
-
 def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, *, threads: int = 0,
              batch_size: int = 64, skip_bad: bool = False) -> dict:
     meta = read_metadata(reference_onnx)
     pre = preprocess_from_metadata(meta, reference_onnx)
     names = labels_from_metadata(meta) or images.class_names
-    ref_art = fp32_artifact(reference_onnx)
-    everything = [ref_art, *artifacts]
-    predictors = [get_target(a.target).load(a, threads) for a in everything]
+    ref_art = reference_artifact(reference_onnx)
+    predictors = [reference_predictor(reference_onnx, threads), *(get_backend(a.target).load(a, threads) for a in artifacts)]
     logits, _, kept = run_predictors(predictors, images, pre, batch_size=batch_size, skip_bad=skip_bad)
     labels = model_labels(images.subset(kept), labels_from_metadata(meta))
     paths = [str(images.paths[i]) for i in kept]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeincep.console import err, note
+from edgeincep.core.errors import DataError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.folders import balanced_subset, iter_batches, scan_folder
-from edgeincep.errors import DataError
-from edgeincep.models.registry import Preprocess
 
 
 @dataclass

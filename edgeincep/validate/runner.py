@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgeincep.console import progress
+from edgeincep.core.predictor import Predictor
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.folders import ImageSet, iter_batches
-from edgeincep.models.registry import Preprocess
-from edgeincep.targets.base import Predictor
 
 
 def run_predictors(predictors: list[Predictor], images: ImageSet, cfg: Preprocess, *, batch_size: int = 64,

@@ -18,7 +18,7 @@ from edgeincep.pipeline.artifacts import artifact_for_file
 from edgeincep.pipeline.export_stage import run_export
 from edgeincep.quantize.calibration import load_calibration
 from edgeincep.recipes import Recipe
-from edgeincep.targets.base import get_target
+from edgeincep.registry import get_backend
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def artifacts(tmp_path_factory) -> list[Path]:
     fp32 = run_export("inception_resnet_v1", weights="reference", out_dir=out).path
     calib = load_calibration(DEFAULT_CALIBRATION, preprocess_from_metadata(read_metadata(fp32)), count=20)
     recipe = Recipe.model_validate({"openvino": {"accuracy_control": False}})
-    ort_int8 = get_target("onnxruntime").build(fp32, calib, recipe, out)
-    ov = get_target("openvino")
+    ort_int8 = get_backend("onnxruntime").build(fp32, calib, recipe, out)
+    ov = get_backend("openvino")
     (ov_fp32,) = ov.references(fp32, recipe, out)
     ov_int8 = ov.build(fp32, calib, recipe, out)
     return [fp32, ort_int8.path, ov_fp32.path, ov_int8.path]

@@ -1,5 +1,5 @@
-"""Device-bundle fixtures: an OpenVINO INT8 IR and image files in every mode the host preprocessing handles
-(the reference model's .tflite files come from tests/conftest.py)."""
+"""Device-bundle fixtures: the reference model's INT8 artifacts of the bundle-making backends, and image files in
+every mode the host preprocessing handles."""
 from __future__ import annotations
 
 import io
@@ -10,23 +10,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.paths import DEFAULT_CALIBRATION
-from edgeincep.quantize.calibration import load_calibration
-from edgeincep.recipes import Recipe
-from edgeincep.targets.base import get_target
 
 
 @pytest.fixture(scope="session")
-def openvino_int8(request, tmp_path_factory):
-    if get_target("openvino").unavailable_reason():
-        pytest.skip(get_target("openvino").unavailable_reason())
-    fp32 = request.getfixturevalue("tflite_fp32_onnx")
-    calib = load_calibration(DEFAULT_CALIBRATION, preprocess_from_metadata(read_metadata(fp32)),
-                             count=40, seed=1)
+def tflite_int8(build_int8):
+    return build_int8("tflite")
+
+
+@pytest.fixture(scope="session")
+def edgetpu_int8(build_int8):
+    return build_int8("edgetpu")
+
+
+@pytest.fixture(scope="session")
+def openvino_int8(build_int8):
     # Fast bias correction: the full one costs ~30 s here and the bundle tests need an INT8 IR, not its best accuracy.
-    quick = Recipe.model_validate({"openvino": {"fast_bias_correction": True}})
-    return get_target("openvino").build(fp32, calib, quick, tmp_path_factory.mktemp("openvino"))
+    return build_int8("openvino", openvino={"fast_bias_correction": True})
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ kernels).
 What is true, and asserted for every reference model's default bundle: XNNPACK's int8 kernels on ARM give
 the host's output codes exactly. That holds because the one operator whose rounding differs by
 architecture (XNNPACK's int8 MUL: float32 on x86, fixed point on ARM) is given no product near a
-rounding tie (quantize/tflite_rewrite.exact_border_factors); before that, the Inception-v4 and
+rounding tie (litert/rewrite.exact_border_factors); before that, the Inception-v4 and
 Inception-ResNet-v2 bundles differed by up to 5 output steps on most images and failed their own check.
 """
 from __future__ import annotations
@@ -21,14 +21,16 @@ import prerequisites
 import pytest
 
 from edgeincep.bundle import emulate
-from edgeincep.bundle.devices import LITERT_OUTPUT_STEPS, write
+from edgeincep.core.artifact import Artifact
 from edgeincep.data.folders import ImageSet, iter_batches
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+from edgeincep.litert.bundle import LITERT_OUTPUT_STEPS
 from edgeincep.paths import DEFAULT_CALIBRATION
+from edgeincep.pipeline.bundle_stage import write_artifact_bundle
 from edgeincep.pipeline.export_stage import run_export
 from edgeincep.quantize.calibration import load_calibration
 from edgeincep.recipes import Recipe
-from edgeincep.targets.base import Artifact, get_target
+from edgeincep.registry import get_backend
 
 MODELS = ["inception_resnet_v1", "inception_resnet_v2", "inception_v4"]
 UNSEEN = 200  # test-split images (the bundles' samples come from the training split)
@@ -36,7 +38,7 @@ UNSEEN = 200  # test-split images (the bundles' samples come from the training s
 
 @pytest.fixture(scope="session")  # session: decided before the session-scoped model builds, so a skip is instant
 def emulator() -> None:
-    reason = emulate.unavailable_reason() or get_target("tflite").unavailable_reason()
+    reason = emulate.unavailable_reason() or get_backend("tflite").unavailable_reason()
     if reason:
         prerequisites.missing(f"the arm64 proof cannot run: {reason}")
 
@@ -48,13 +50,13 @@ def int8_models(emulator, tflite_int8, tmp_path_factory) -> dict[str, Artifact]:
     for name in MODELS[1:]:
         fp32 = run_export(name, weights="reference", out_dir=tmp_path_factory.mktemp(name)).path
         calib = load_calibration(DEFAULT_CALIBRATION, preprocess_from_metadata(read_metadata(fp32)), count=300, seed=0)
-        arts[name] = get_target("tflite").build(fp32, calib, Recipe(), fp32.parent)
+        arts[name] = get_backend("tflite").build(fp32, calib, Recipe(), fp32.parent)
     return arts
 
 
 @pytest.fixture(scope="module")
 def rpi_bundles(int8_models, tmp_path_factory):
-    return {name: write("rpi", art, {}, Recipe(), tmp_path_factory.mktemp(f"rpi-{name}")).folder
+    return {name: write_artifact_bundle(art, "rpi", {}, Recipe(), tmp_path_factory.mktemp(f"rpi-{name}")).folder
             for name, art in int8_models.items()}
 
 
@@ -69,8 +71,8 @@ def unseen_images(fashion_mnist_test, tmp_path_factory) -> list:
 
 
 def _host_logits(art: Artifact, paths: list) -> np.ndarray:
-    pred = get_target("tflite").load(art, 0)
-    pre = preprocess_from_metadata(get_target("tflite").metadata(art))
+    pred = get_backend("tflite").load(art, 0)
+    pre = preprocess_from_metadata(get_backend("tflite").metadata(art))
     images = ImageSet(paths[0].parent, list(paths), None, [])
     return np.concatenate([pred.predict(x) for x, _, _ in iter_batches(images, pre, 16)])
 

@@ -11,7 +11,7 @@ import pytest
 
 from edgeincep import __version__
 from edgeincep.bundle.writer import verify_bundle, write_bundle
-from edgeincep.errors import OutputError, UserError
+from edgeincep.core.errors import OutputError, UserError
 from edgeincep.fsutil import sha256_file
 
 

@@ -6,14 +6,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from edgeincep.core.errors import DataError
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.folders import (
     balanced_subset,
     iter_batches,
     load_array,
     scan_folder,
 )
-from edgeincep.errors import DataError
-from edgeincep.models.registry import Preprocess
 
 CFG = Preprocess(input_size=75)
 

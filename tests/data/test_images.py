@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import BadImage, load_image, preprocess, resize_size
-from edgeincep.models.registry import Preprocess
 
 CFG = Preprocess(input_size=75, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=0.875, interpolation="bicubic")
 

@@ -22,9 +22,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeincep.bundle.jetson import COMMON_NAME, COMMON_SOURCE, RUNNER_SOURCE
 from edgeincep.bundle.writer import write_bundle
 from edgeincep.deploy import remote, ssh
+from edgeincep.device import COMMON_NAME, COMMON_SOURCE
+from edgeincep.device import JETSON_RUNNER_SOURCE as RUNNER_SOURCE
 from edgeincep.fsutil import sha256_file
 from edgeincep.paths import DEFAULT_CALIBRATION
 

@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
+from edgeincep.core.errors import ExportMismatchError, OutputError
 from edgeincep.data.folders import load_array, scan_folder
-from edgeincep.errors import ExportMismatchError, OutputError
 from edgeincep.export.fold import fold_batchnorm
 from edgeincep.export.onnx import build_metadata, export_onnx, read_metadata, run_onnx
 from edgeincep.models import create_model

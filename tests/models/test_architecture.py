@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeincep.errors import UserError
+from edgeincep.core.errors import UserError
 from edgeincep.models import create_model, list_models
 from edgeincep.models.inception_resnet import Block8, Block17, Block35
 from edgeincep.models.stats import model_stats

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from edgeincep.errors import CheckpointError, OfflineError
+from edgeincep.core.errors import CheckpointError, OfflineError
 from edgeincep.models import create_model
 from edgeincep.models.weights import build_with_weights, load_checkpoint
 

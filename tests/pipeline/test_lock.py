@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from edgeincep.errors import OutputError
+from edgeincep.core.errors import OutputError
 from edgeincep.pipeline.lock import LOCK_NAME, output_lock
 
 HOLD = ("import sys, time; from pathlib import Path; from edgeincep.pipeline.lock import output_lock\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeincep.errors import DataError, GateError
+from edgeincep.core.errors import DataError, GateError
 from edgeincep.pipeline.run import run_pipeline
 
 
@@ -46,7 +46,7 @@ def test_calibration_images_inside_the_validation_set_are_refused(tmp_path, labe
 
 
 def test_a_second_run_on_the_same_output_directory_is_refused_naming_the_holder(tmp_path, fmnist_val):
-    from edgeincep.errors import OutputError
+    from edgeincep.core.errors import OutputError
     from edgeincep.pipeline.lock import output_lock
 
     out = tmp_path / "out"

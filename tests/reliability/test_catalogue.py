@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import load_image
 from edgeincep.models import create_model
-from edgeincep.models.registry import Preprocess
 from edgeincep.paths import DEFAULT_CALIBRATION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ def test_image_just_over_pixel_limit(cli, tmp_path):
 
 def test_image_extreme_aspect_ratio(cli, tmp_path):
     path = tmp_path / "strip.png"
-    Image.new("L", (2, 200_000), 128).save(path)  # 1 KB file; resizing it used to need 3.5 GB
+    Image.new("L", (2, 200_000), 128).save(path)  # 1 KB file; resizing it unbounded would need 3.5 GB
     t0 = time.perf_counter()
     res, _ = export_with_images(cli, tmp_path, ("strip.png", path.read_bytes()))
     one_error(res, 4, r"strip\.png: 2x200000 px: aspect ratio beyond 100:1")
@@ -183,7 +183,7 @@ def test_calibration_smaller_than_asked(tmp_path, capsys):
 
 
 def test_calibration_all_images_unreadable(tmp_path):
-    from edgeincep.errors import DataError
+    from edgeincep.core.errors import DataError
     from edgeincep.quantize.calibration import load_calibration
 
     for i in range(3):
@@ -371,7 +371,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     from click.testing import CliRunner
 
     from edgeincep.cli import main
-    from edgeincep.errors import CheckpointError
+    from edgeincep.core.errors import CheckpointError
 
     res = CliRunner().invoke(main, ["--debug", "export", *TINY, "--weights", str(tmp_path / "x.pt"), "--out",
                                     str(tmp_path / "o")])

@@ -44,7 +44,7 @@ def test_output_dir_full_during_openvino_save(tmp_path, split_images):
     disk = tmp_path / "disk"
     proc = run_cli(run_args("openvino", split_images, disk / "o"), tmp_path, "full",
                    prefix=mount_prefix(disk, "size=2700k", tmp_path / "snap"))
-    # OpenVINO's C++ writer raises RuntimeError("basic_ios::clear: iostream error"); targets/openvino.py maps it.
+    # OpenVINO's C++ writer raises RuntimeError("basic_ios::clear: iostream error"); backends/openvino/backend.py maps it.
     assert_one_error_line(proc, 7, r"error: .*openvino\.(int8|fp32)\.xml: cannot write the OpenVINO IR .*KB free")
     left = tmp_path / "snap" / "o"
     assert check_artifacts(left) == []

@@ -112,7 +112,7 @@ def test_kill_between_artifact_rename_and_record_write(tmp_path, cli):
 
     The kill window is a few microseconds, so the state it leaves is made directly: the file of a real
     opset-18 export put in place, as os.replace would, under the record of a real opset-17 export.
-    (The record's sha256 of each output, checked by pipeline/cache.py lookup, is what catches it.)"""
+    (The record's sha256 of each output, checked by edgeincep/cache.py lookup, is what catches it.)"""
     a, b = tmp_path / "a", tmp_path / "b"
     assert cli(*TINY_EXPORT, "--opset", "17", "--out", a).exit_code == 0
     assert cli(*TINY_EXPORT, "--opset", "18", "--out", b).exit_code == 0

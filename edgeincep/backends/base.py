@@ -1,0 +1,91 @@
+"""The backend contract: what every `edgeincep/backends/<name>/` implements, with defaults for the optional parts.
+
+A backend turns the verified FP32 ONNX into artifacts (`build`) and loads an artifact into a Predictor
+(`load`): NCHW float32 batch in, logits out. Validation, gates, bench and bundles talk only to
+Artifact, Predictor and BundleSpec, never to a runtime. Everything past `load` has a default that
+means "this backend does not do that": no float references, no layer-level fallback, no accuracy
+restoration, no device bundle.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pydantic import BaseModel
+
+    from edgeincep.core.bundle import BundleSpec
+    from edgeincep.core.predictor import Predictor
+    from edgeincep.core.settings import RecipeBase
+    from edgeincep.quantize.calibration import CalibrationSet
+
+
+class Backend(ABC):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    # The recipe section `<name>:` (an entry-point backend's; the built-ins name theirs in edgeincep.registry).
+    settings: ClassVar[type[BaseModel] | None] = None
+    # Suffixes of files `edgeincep validate` / `bench` take as this backend's artifacts, and their format.
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    file_format: ClassVar[str] = ""
+    # The packages whose versions shape its artifacts (in its cache keys and the bench's machine record).
+    libraries: ClassVar[tuple[str, ...]] = ()
+    # Devices this backend writes bundles for; `edgeincep run` writes one for the first.
+    bundle_devices: ClassVar[tuple[str, ...]] = ()
+
+    def unavailable_reason(self) -> str | None:
+        """None when the backend's tools import here; else why not (shown when it is skipped)."""
+        return None
+
+    @abstractmethod
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
+        """The gated INT8 artifact."""
+
+    @abstractmethod
+    def load(self, artifact: Artifact, threads: int = 0) -> Predictor: ...
+
+    @abstractmethod
+    def import_runtime(self) -> None:
+        """Import the runtime's libraries (so a memory probe can tell runtime cost from model cost)."""
+
+    def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
+        """The runtime's own float builds, validated and gated beside the INT8 one."""
+        return []
+
+    def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
+        """The Q/DQ ONNX whose nodes can be ranked by sensitivity and kept in float by `build_keeping_float`;
+        None: no layer-level fallback."""
+        return None
+
+    def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
+                            float_nodes: Sequence[str]) -> Artifact:
+        raise NotImplementedError(f"{self.name} has no layer-level float fallback")
+
+    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
+                         out_dir: Path) -> tuple[Artifact, dict] | None:
+        """The runtime's own accuracy restoration against the recipe's budget: (artifact, what it did), or None."""
+        return None
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        """The edgeincep.* facts the artifact carries (model, width, preprocessing, labels)."""
+        from edgeincep.export.metadata import read_metadata
+
+        return read_metadata(artifact.path)
+
+    def stored_precision(self, path: Path) -> str:
+        """int8 when the file holds quantized operations, else fp32 (read from the file, not its name)."""
+        return "fp32"
+
+    def artifact_from_file(self, path: Path, device: str) -> Artifact:
+        """The record of a file given to `edgeincep bundle` without the one its build wrote beside it."""
+        raise UserError(f"a {device} bundle needs the artifact record written beside the file by its build", path)
+
+    def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase) -> BundleSpec | None:
+        """What the device bundle for this artifact holds; None: no bundle (float references)."""
+        return None

@@ -1,0 +1,70 @@
+"""ONNX Runtime on CPU: INT8 QDQ artifacts (x86 and ARM); its FP32 session is the reference of every run."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeincep.backends.base import Backend
+from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
+from edgeincep.core.artifact import Artifact
+from edgeincep.export.metadata import read_metadata
+from edgeincep.fsutil import sha256_file
+from edgeincep.validate.ort import OrtPredictor
+
+if TYPE_CHECKING:
+    from edgeincep.core.settings import RecipeBase
+    from edgeincep.quantize.calibration import CalibrationSet
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    description = "ONNX Runtime, CPU execution provider: INT8 QDQ (U8S8 fuses to QLinearConv on x86)"
+    suffixes = (".onnx",)
+    file_format = "onnx"
+
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
+        return self.build_keeping_float(fp32, calib, recipe, out_dir, ())
+
+    def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
+                            float_nodes: Sequence[str]) -> Artifact:
+        from edgeincep.backends.onnxruntime.quantize import OrtQuantConfig, quantize_onnx
+
+        s = recipe.onnxruntime
+        cfg = OrtQuantConfig(method=recipe.calibration.method, fmt=s.format, per_channel=s.per_channel,
+                             percentile=recipe.calibration.percentile, commute_pools=s.commute_pools,
+                             num_bins=recipe.calibration.num_bins, chunk=recipe.calibration.chunk,
+                             exclude_nodes=list(float_nodes))
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.onnxruntime.int8.onnx"
+        key = stage_key(stage="ort-int8", fp32=sha256_file(Path(fp32)), cfg=asdict(cfg),
+                        calib=files_digest(calib.paths), libs=library_versions())
+
+        def build() -> Artifact:
+            info = quantize_onnx(fp32, out, calib, cfg, metadata=read_metadata(fp32))
+            return Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
+
+        return cached_artifact(out, key, build)
+
+    def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
+        return artifact.path
+
+    def import_runtime(self) -> None:
+        import onnxruntime  # noqa: F401
+
+    def load(self, artifact: Artifact, threads: int = 0) -> OrtPredictor:
+        return OrtPredictor(artifact.path, threads, artifact.name, artifact.precision)
+
+    def stored_precision(self, path: Path) -> str:
+        import onnx
+
+        from edgeincep.core.errors import UserError
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - onnx raises several unrelated types for a bad file
+            raise UserError(f"not a readable ONNX model ({type(e).__name__})", path) from None
+        return "int8" if any(n.op_type in _INT8_OPS for n in model.graph.node) else "fp32"

@@ -1,0 +1,14 @@
+"""The recipe's `onnxruntime:` section."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from edgeincep.core.settings import Strict
+
+
+class OrtSettings(Strict):
+    format: Literal["u8s8", "s8s8"] = "u8s8"
+    per_channel: bool = True
+    commute_pools: bool = Field(True, description="pool after the 1x1 conv, not before (exact; cheaper INT8)")

@@ -1,0 +1,326 @@
+"""OpenVINO on Intel CPUs: the FP32 IR run in true f32, and an NNCF INT8 IR.
+
+Trap: on CPUs with AVX512-BF16 or AMX the CPU plugin runs float ops in bf16 unless told
+otherwise, so an "FP32" IR silently loses precision. Every compile here sets the inference
+precision hint from the recipe (f32 by default), and each predictor reports the precision the
+plugin actually executed: the hint it accepted and how many convolutions run in int8.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeincep.backends.base import Backend
+from edgeincep.backends.openvino.settings import OpenVinoSettings
+from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
+from edgeincep.core.artifact import Artifact
+from edgeincep.core.errors import OutputError, UserError
+from edgeincep.export.metadata import read_metadata
+from edgeincep.fsutil import sha256_file
+
+if TYPE_CHECKING:
+    from edgeincep.core.bundle import BundleSpec
+    from edgeincep.core.settings import RecipeBase
+    from edgeincep.quantize.calibration import CalibrationSet
+
+LIBS = ("openvino", "nncf")
+
+
+def _ov():
+    import openvino as ov
+
+    return ov
+
+
+class OpenVinoPredictor:
+    def __init__(self, path: Path, threads: int = 0, name: str | None = None, precision: str = "fp32",
+                 hint: str = "latency", inference_precision: str = "f32"):
+        ov = _ov()
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        core = ov.Core()
+        mode = hints.PerformanceMode.LATENCY if hint == "latency" else hints.PerformanceMode.THROUGHPUT
+        config = {hints.inference_precision: getattr(ov.Type, inference_precision), hints.performance_mode: mode}
+        if threads:
+            config[props.inference_num_threads] = threads
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as e:  # a parser error: its C++ locations first, the problem on the last line
+            problem = (str(e).strip().splitlines() or ["unknown problem"])[-1].strip()[:150]
+            raise UserError(f"not a readable OpenVINO IR ({problem})", path) from None
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.output(0)
+        self.name = name or Path(path).name
+        self.executed_precision = executed_precision(self.compiled, precision)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(res[self.output])  # the request reuses its output buffer
+
+
+def executed_precision(compiled, stored: str) -> str:
+    """What the CPU plugin really runs: its float precision, and int8 convolutions if any."""
+    import openvino.properties.hint as hints
+
+    float_type = compiled.get_property(hints.inference_precision).get_type_name()
+    convs = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()
+             if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+    int8 = sum(1 for rt in convs if rt["runtimePrecision"].astype(str).lower() in ("i8", "u8"))
+    if stored == "int8" or int8:
+        return f"int8 ({int8}/{len(convs)} conv), float ops {float_type}"
+    return float_type
+
+
+def _convert(fp32: Path):
+    """ONNX -> ov.Model, carrying labels and preprocessing into rt_info."""
+    ov = _ov()
+    model = ov.convert_model(str(fp32))
+    for key, value in read_metadata(fp32).items():
+        model.set_rt_info(str(value), ["edgeincep", key.removeprefix("edgeincep.")])
+    return model
+
+
+def _save(model, out: Path, compress_fp16: bool) -> None:
+    """Write .xml + .bin under temporary names, then rename both: never a half-written IR."""
+    ov = _ov()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".ov-", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder ({e.strerror or e})", out.parent) from None
+    try:
+        tmp = tmp_dir / out.name
+        ov.save_model(model, str(tmp), compress_to_fp16=compress_fp16)
+        os.replace(tmp.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot write the OpenVINO IR ({e.strerror or e})", out) from None
+    except RuntimeError as e:
+        # OpenVINO reports a full disk as a bare C++ stream error; the free space says what happened.
+        free_kb = shutil.disk_usage(out.parent).free // 1024
+        raise OutputError(f"cannot write the OpenVINO IR ({' '.join(str(e).split())[:150]}; {free_kb} KB free)",
+                          out) from None
+    finally:
+        for p in tmp_dir.glob("*"):
+            p.unlink()
+        tmp_dir.rmdir()
+
+
+def read_rt_info(xml: Path) -> dict[str, str]:
+    model = _ov().Core().read_model(str(xml))
+    info = model.get_rt_info()
+    section = info["edgeincep"] if "edgeincep" in info else {}  # noqa: SIM401 - RTMap has no get()
+    return {k: v.astype(str) for k, v in section.items()}
+
+
+def _dataset(calib: CalibrationSet, labels: np.ndarray | None = None):
+    import nncf
+
+    if labels is None:
+        return nncf.Dataset([calib.x[i:i + 1] for i in range(len(calib))])
+    items = [(calib.x[i:i + 1], int(labels[i])) for i in range(len(calib))]
+    return nncf.Dataset(items, lambda item: item[0])
+
+
+def activation_mb_per_image(fp32: Path) -> float:
+    """Every intermediate float32 tensor of one image, summed, from ONNX shape inference."""
+    import math
+
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
+    total = 0
+    for vi in model.graph.value_info:
+        total += math.prod(d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim)
+    return total * 4 / 2**20
+
+
+def fast_bias_correction(s: OpenVinoSettings, fp32: Path, n_calib: int) -> tuple[bool, str]:
+    """Resolve the recipe's choice; "auto" estimates what full bias correction would hold in memory."""
+    if s.fast_bias_correction != "auto":
+        return bool(s.fast_bias_correction), "set by the recipe"
+    samples = max(int(n_calib * 0.2), 1)  # NNCF's full bias correction uses 20% of subset_size
+    need = activation_mb_per_image(fp32) * samples
+    if need <= s.bias_correction_memory_mb:
+        return False, f"auto: full ({need:,.0f} MB of activations for {samples} images fits {s.bias_correction_memory_mb} MB)"
+    return True, f"auto: fast (full would hold ~{need:,.0f} MB of activations, over {s.bias_correction_memory_mb} MB)"
+
+
+def _advanced(s: OpenVinoSettings):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    ranges = {"minmax": RangeEstimatorParametersSet.MINMAX, "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX}
+    return AdvancedQuantizationParameters(activations_range_estimator_params=ranges[s.activation_ranges])
+
+
+class _RevertedLog(logging.Handler):
+    """NNCF reports reverted layers only in its log: 'N out of M were reverted ...:\\n\\tname ...'."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.reverted: list[str] = []
+        self.quantized_ops: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        m = re.match(r"(\d+) out of (\d+) were reverted back to the floating-point precision:", msg)
+        if m:
+            self.quantized_ops = int(m.group(2))
+            self.reverted = [line.strip() for line in msg.splitlines()[1:] if line.strip()]
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    description = "OpenVINO CPU plugin (Intel): FP32 IR in true f32, NNCF INT8 IR, accuracy control"
+    suffixes = (".xml",)
+    file_format = "openvino-ir"
+    bundle_devices = ("intel",)
+    libraries = LIBS
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import nncf  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError as e:
+            return f"{e.name} is not installed (pip install -c constraints.txt '.[openvino]')"
+        return None
+
+    def _artifact(self, out: Path, precision: str, fmt: str, s: OpenVinoSettings, meta: dict) -> Artifact:
+        return Artifact(out, self.name, precision, fmt, meta={"performance_hint": s.performance_hint,
+                                                              "inference_precision": s.inference_precision, **meta})
+
+    def _cached(self, out: Path, key: str, build) -> Artifact:
+        return cached_artifact(out, key, build, [out, out.with_suffix(".bin")])
+
+    def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
+        """The runtime's own float IRs, validated beside the INT8 one: FP32 (always), FP16 weights (if asked)."""
+        s = recipe.openvino
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        arts = []
+        for precision, fp16 in [("fp32", False), *([("fp16", True)] if s.compress_fp16 else [])]:
+            out = Path(out_dir) / f"{stem}.openvino.{precision}.xml"
+            key = stage_key(stage=f"ov-{precision}", fp32=sha256_file(Path(fp32)), libs=library_versions(LIBS))
+
+            def build(out=out, precision=precision, fp16=fp16):
+                _save(_convert(fp32), out, compress_fp16=fp16)
+                return self._artifact(out, precision, f"openvino-ir-{precision}", s, {})
+
+            arts.append(self._cached(out, key, build))
+        return arts
+
+    def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
+        return self.build_keeping_float(fp32, calib, recipe, out_dir, ())
+
+    def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
+                            float_nodes: Sequence[str]) -> Artifact:
+        """NNCF with these nodes in its ignored scope. The pipeline's fallback for OpenVINO is accuracy control
+        (restore_accuracy), which picks the nodes itself."""
+        import nncf
+
+        s = recipe.openvino
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.openvino.int8.xml"
+        key = stage_key(stage="ov-int8", fp32=sha256_file(Path(fp32)), cfg=s.model_dump(),
+                        calib=files_digest(calib.paths), ignored=sorted(float_nodes),
+                        libs=library_versions(LIBS))
+
+        def build():
+            preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
+            ignored = nncf.IgnoredScope(names=list(float_nodes), validate=False) if float_nodes else None
+            fast, why = fast_bias_correction(s, Path(fp32), len(calib))
+            q = nncf.quantize(_convert(fp32), _dataset(calib), preset=preset, subset_size=len(calib),
+                              fast_bias_correction=fast, ignored_scope=ignored,
+                              advanced_parameters=_advanced(s))
+            _save(q, out, compress_fp16=s.compress_fp16)
+            return self._artifact(out, "int8", "openvino-ir-int8", s,
+                                  {"method": "nncf.quantize", "preset": s.preset, "calibration_images": len(calib),
+                                   "activation_ranges": s.activation_ranges,
+                                   "fast_bias_correction": fast, "bias_correction_choice": why,
+                                   "float_nodes": list(float_nodes)})
+
+        return self._cached(out, key, build)
+
+    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
+                         out_dir: Path) -> tuple[Artifact, dict] | None:
+        """nncf.quantize_with_accuracy_control against the budget, scored on the labelled calibration
+        images (never the validation set); the layers it reverted to float come from NNCF's log.
+        None when the recipe turns accuracy control off."""
+        import nncf
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        s = recipe.openvino
+        if not s.accuracy_control:
+            return None
+        stem = Path(fp32).name.removesuffix(".fp32.onnx")
+        out = Path(out_dir) / f"{stem}.openvino.int8.xml"
+        data = _dataset(calib, labels)
+
+        def top1(compiled, items) -> tuple[float, list[float]]:
+            port = compiled.output(0)
+            hits = [float(np.argmax(compiled(x)[port]) == y) for x, y in items]
+            return float(np.mean(hits)), hits
+
+        log = _RevertedLog()
+        logger = logging.getLogger("nncf")
+        logger.addHandler(log)
+        try:
+            preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
+            q = nncf.quantize_with_accuracy_control(
+                _convert(fp32), data, data, top1, max_drop=recipe.budget.max_top1_drop / 100,
+                drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=len(calib),
+                fast_bias_correction=fast_bias_correction(s, Path(fp32), len(calib))[0],
+                advanced_quantization_parameters=_advanced(s),
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                    max_num_iterations=s.max_reverted, num_ranking_workers=1))
+        finally:
+            logger.removeHandler(log)
+        _save(q, out, compress_fp16=s.compress_fp16)
+        art = self._artifact(out, "int8", "openvino-ir-int8", s,
+                             {"method": "nncf.quantize_with_accuracy_control", "preset": s.preset,
+                              "calibration_images": len(calib), "float_nodes": log.reverted})
+        # Not cached: an accuracy-controlled IR replaces the plain one at the same path.
+        art.sidecar().unlink(missing_ok=True)
+        return art, {"method": "nncf accuracy control", "float_nodes": log.reverted,
+                     "quantized_operations": log.quantized_ops}
+
+    def import_runtime(self) -> None:
+        _ov()
+
+    def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase) -> BundleSpec | None:
+        from edgeincep.backends.openvino.bundle import intel_bundle
+
+        return intel_bundle(artifact) if artifact.precision == "int8" else None
+
+    def stored_precision(self, path: Path) -> str:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        return "int8" if 'type="FakeQuantize"' in text else "fp32"
+
+    def artifact_from_file(self, path: Path, device: str) -> Artifact:
+        if path.suffix != ".xml":
+            raise UserError("an intel bundle takes an OpenVINO IR (.xml with its .bin)", path)
+        return Artifact(path, self.name, "int8" if ".int8." in path.name else "fp32", self.file_format)
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        return {f"edgeincep.{k}": v for k, v in read_rt_info(artifact.path).items()}
+
+    def load(self, artifact: Artifact, threads: int = 0) -> OpenVinoPredictor:
+        meta = artifact.meta
+        return OpenVinoPredictor(artifact.path, threads, artifact.name, artifact.precision,
+                                 hint=meta.get("performance_hint", "latency"),
+                                 inference_precision=meta.get("inference_precision", "f32"))
+
+
+def labels_from_ir(xml: Path) -> list[str]:
+    return json.loads(read_rt_info(xml).get("labels", "[]"))

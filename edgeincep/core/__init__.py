@@ -1,0 +1,1 @@
+"""Plain types every layer shares: no project imports, so everything can import them."""

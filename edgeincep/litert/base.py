@@ -1,0 +1,158 @@
+"""What the two LiteRT backends (tflite, edgetpu) share: conversion with its cache, the host predictor, metadata.
+
+Every .tflite runs in the LiteRT interpreter (`ai-edge-litert`, the successor of tflite-runtime)
+with XNNPACK, as on the device. Models have a static 1 x H x W x 3 input, so a batch is run one
+image at a time; an INT8 model's integer input and output are (de)quantized here with the
+tensor's own scale and zero point, exactly as a device application must.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from edgeincep.cache import files_digest, library_versions, lookup, save_record, stage_key
+from edgeincep.core.artifact import Artifact, sidecar_path
+
+# The device runner's own (de)quantisation: host validation and a bundle's run.py cannot drift apart.
+from edgeincep.device.runner import dequantize, quantize
+from edgeincep.fsutil import sha256_file
+from edgeincep.litert.convert import LIBS
+from edgeincep.litert.rewrite import INT8_EDITS_VERSION
+from edgeincep.litert.settings import TfliteSettings
+
+if TYPE_CHECKING:
+    from edgeincep.core.settings import RecipeBase
+    from edgeincep.quantize.calibration import CalibrationSet
+
+
+
+class LiteRtPredictor:
+    """A .tflite file, or a flatbuffer in memory (`model` as bytes), on LiteRT's CPU."""
+
+    def __init__(self, model: Path | bytes, threads: int = 0, name: str | None = None, precision: str = "fp32"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+        # XNNPACK is LiteRT's default CPU delegate; num_threads None lets it pick, as on a device.
+        self.interpreter = Interpreter(**source, num_threads=threads or None)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.name = name or ("<flatbuffer>" if isinstance(model, bytes) else Path(model).name)
+        self.executed_precision = _executed(precision, self.input["dtype"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 2, 3, 1))
+        return np.concatenate([self._one(nhwc[i:i + 1]) for i in range(len(nhwc))])
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        it.set_tensor(self.input["index"], quantize(image, self.input))
+        it.invoke()
+        return dequantize(it.get_tensor(self.output["index"]), self.output)
+
+
+def _executed(stored: str, input_dtype) -> str:
+    # XNNPACK runs FP16-stored weights after converting them to FP32 on load (unless forced to
+    # fp16 inference on ARMv8.2 cores), so "fp16" files compute in fp32 here.
+    if stored == "int8":
+        return f"int8 (XNNPACK QS8, {np.dtype(input_dtype).name} I/O)"
+    if stored == "fp16":
+        return "fp32 (fp16 weights, XNNPACK)"
+    return "fp32 (XNNPACK)"
+
+
+class LiteRtBackendMixin:
+    """The Backend methods both LiteRT backends implement alike (mixed in before Backend)."""
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]] = (".tflite",)
+    file_format: ClassVar[str] = "tflite"
+    libraries: ClassVar[tuple[str, ...]] = LIBS
+    # What a backend fixes whatever the recipe says (the Edge TPU: uint8 I/O, its own pooling).
+    fixed: ClassVar[dict[str, object]] = {}
+
+    def unavailable_reason(self) -> str | None:
+        import importlib.util
+
+        for module, package in (("ai_edge_litert", "ai-edge-litert"), ("tensorflow", "tensorflow"),
+                                ("onnx2tf", "onnx2tf"), ("tf_keras", "tf-keras")):
+            if importlib.util.find_spec(module) is None:
+                return f"{package} is not installed (make install, or pip install -c constraints.txt '.[tflite]')"
+        return None
+
+    def _settings(self, recipe: RecipeBase) -> TfliteSettings:
+        s = recipe.tflite
+        return s.model_copy(update=self.fixed) if self.fixed else s
+
+    def _convert(self, fp32: Path, wanted: list[tuple[str, Path]], s: TfliteSettings,
+                 calib: CalibrationSet | None) -> list[Artifact]:
+        """One artifact per (kind, path): found again from its record, or converted (all misses in one child)."""
+        from edgeincep.export.metadata import read_metadata
+        from edgeincep.export.onnx import preprocess_from_metadata
+        from edgeincep.litert import worker as tflite_worker
+        from edgeincep.litert.convert import TfliteConfig
+
+        source = sha256_file(Path(fp32))
+        calib_digest = files_digest(calib.paths) if calib is not None else None
+        done: dict[Path, Artifact] = {}
+        todo = []
+        for kind, out in wanted:
+            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools,
+                               depthwise_pools=s.depthwise_pools)
+            key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
+                            calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS),
+                            edits=INT8_EDITS_VERSION if kind == "int8" else None)
+            hit = lookup(sidecar_path(out), key, [out])
+            if hit:
+                done[out] = Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+            else:
+                todo.append((cfg, out, key))
+        if todo:
+            meta = read_metadata(fp32)
+            infos = tflite_worker.convert(fp32, [(cfg, out) for cfg, out, _ in todo],
+                                          input_size=preprocess_from_metadata(meta, fp32).input_size, metadata=meta,
+                                          calib=calib, calib_digest=calib_digest, fp32_sha256=source)
+            for (cfg, out, key), info in zip(todo, infos, strict=True):
+                fmt = f"tflite-{cfg.kind}" + (f"-{cfg.io}-io" if cfg.kind == "int8" else "")
+                art = Artifact(out, self.name, cfg.kind, fmt, meta=info | {"cache_key": key})
+                self.after_build(art)
+                save_record(art, key)
+                done[out] = art
+        return [done[out] for _, out in wanted]
+
+    def after_build(self, art: Artifact) -> None:
+        """Hook for per-backend checks that belong in the artifact record (the Edge TPU report)."""
+
+    def import_runtime(self) -> None:
+        import ai_edge_litert.interpreter  # noqa: F401
+
+    def metadata(self, artifact: Artifact) -> dict[str, str]:
+        from edgeincep.litert.graph import read_metadata
+
+        return read_metadata(artifact.path)
+
+    def stored_precision(self, path: Path) -> str:
+        from edgeincep.litert.graph import read_graph, stored_precision
+
+        return stored_precision(read_graph(path))
+
+    def artifact_from_file(self, path: Path, device: str) -> Artifact:
+        if path.suffix != ".tflite":
+            from edgeincep.core.errors import UserError
+
+            raise UserError(f"a {device} bundle takes an INT8 .tflite", path)
+        return Artifact(path, self.name, self.stored_precision(path), self.file_format)
+
+    def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase):
+        from edgeincep.litert.bundle import litert_bundle
+
+        return litert_bundle(artifact, device) if artifact.precision == "int8" else None
+
+    def int8_path(self, fp32: Path, out_dir: Path) -> Path:
+        return Path(out_dir) / f"{Path(fp32).name.removesuffix('.fp32.onnx')}.{self.name}.int8.tflite"
+
+    def load(self, artifact: Artifact, threads: int = 0) -> LiteRtPredictor:
+        return LiteRtPredictor(artifact.path, threads, artifact.name, artifact.precision)
