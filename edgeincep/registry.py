@@ -1,17 +1,16 @@
 """The backend registry: names to backends, each imported only when it is used.
 
-Built-in backends are listed here as import paths (nothing is imported until a backend is asked for);
-other packages add theirs through the `edgeincep.backends` entry-point group, with
-`name = "package.module:BackendClass"`. A backend's recipe section is its settings class: the
-built-ins name it here so reading a recipe imports no runtime code; an entry-point backend's class
-carries it as `settings`.
+A built-in backend is a folder `edgeincep/backends/<name>/` whose `backend.py` defines the Backend class
+named `<name>`: found by its folder, with nothing to list anywhere else. Other packages add theirs through
+the `edgeincep.backends` entry-point group, `<name> = "package.module:BackendClass"`. A backend's recipe
+section is its class's `settings`.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeincep.core.errors import UserError
@@ -20,33 +19,17 @@ if TYPE_CHECKING:
     from edgeincep.backends.base import Backend
 
 GROUP = "edgeincep.backends"
-
-
-@dataclass(frozen=True)
-class Entry:
-    backend: str            # "module:Class"
-    settings: str | None    # "module:Class" of its recipe section (built-ins); None: read from the class
-
-
-BUILTIN: dict[str, Entry] = {
-    "edgetpu": Entry("edgeincep.backends.edgetpu.backend:EdgeTpuBackend", None),
-    "onnxruntime": Entry("edgeincep.backends.onnxruntime.backend:OnnxRuntimeBackend",
-                         "edgeincep.backends.onnxruntime.settings:OrtSettings"),
-    "openvino": Entry("edgeincep.backends.openvino.backend:OpenVinoBackend",
-                      "edgeincep.backends.openvino.settings:OpenVinoSettings"),
-    "tensorrt": Entry("edgeincep.backends.tensorrt.backend:TensorRtBackend",
-                      "edgeincep.backends.tensorrt.settings:TensorRtSettings"),
-    "tflite": Entry("edgeincep.backends.tflite.backend:TfliteBackend", "edgeincep.litert.settings:TfliteSettings"),
-}
-BUILTIN_SETTINGS_FREE = frozenset({"edgetpu"})  # built-ins without a recipe section of their own
+BACKENDS_DIR = Path(__file__).resolve().parent / "backends"
 
 
 @cache
-def entries() -> dict[str, Entry]:
-    """Every backend by name: the built-ins, then those other packages declare (a built-in name wins)."""
-    found = dict(BUILTIN)
+def entries() -> dict[str, str]:
+    """Every backend by name -> where it is: the built-in folders, then those other packages declare (a built-in
+    name wins)."""
+    found = {p.name: f"edgeincep.backends.{p.name}.backend" for p in sorted(BACKENDS_DIR.iterdir())
+             if (p / "backend.py").is_file()}
     for ep in metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, Entry(ep.value, None))
+        found.setdefault(ep.name, ep.value)
     return dict(sorted(found.items()))
 
 
@@ -54,9 +37,16 @@ def list_backends() -> list[str]:
     return list(entries())
 
 
-def _resolve(path: str):
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def _backend_class(name: str, where: str) -> type:
+    module_name, _, attr = where.partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        return getattr(module, attr)
+    found = [v for v in vars(module).values()
+             if isinstance(v, type) and v.__module__ == module_name and getattr(v, "name", None) == name]
+    if len(found) != 1:
+        raise RuntimeError(f"{module_name} must define one backend class named '{name}', found {len(found)}")
+    return found[0]
 
 
 @cache
@@ -65,29 +55,21 @@ def get_backend(name: str) -> Backend:
     if name not in known:
         raise UserError(f"unknown target '{name}'; known targets: {', '.join(known)}")
     try:
-        backend = _resolve(known[name].backend)()
+        backend = _backend_class(name, known[name])()
     except Exception as e:
-        if name in BUILTIN:
-            raise  # edgeincep's own bug: the traceback is wanted
+        if ":" not in known[name]:
+            raise  # a built-in backend's failure is edgeincep's bug: the traceback is wanted
         # Another package's broken backend: its fault, said in one line.
-        raise UserError(f"backend '{name}' ({known[name].backend}) cannot be loaded: {type(e).__name__}: "
+        raise UserError(f"backend '{name}' ({known[name]}) cannot be loaded: {type(e).__name__}: "
                         f"{' '.join(str(e).split())[:200]}") from None
     if backend.name != name:
-        raise UserError(f"backend '{name}' ({known[name].backend}) calls itself '{backend.name}'")
+        raise UserError(f"backend '{name}' ({known[name]}) calls itself '{backend.name}'")
     return backend
 
 
 def settings_sections() -> dict[str, type]:
     """Recipe section name -> its settings class, for every backend that has one (in name order)."""
-    out = {}
-    for name, entry in entries().items():
-        if entry.settings is not None:
-            out[name] = _resolve(entry.settings)
-        elif name not in BUILTIN_SETTINGS_FREE:
-            cls = get_backend(name).settings
-            if cls is not None:
-                out[name] = cls
-    return out
+    return {name: get_backend(name).settings for name in entries() if get_backend(name).settings is not None}
 
 
 def clear() -> None:

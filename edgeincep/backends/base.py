@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class Backend(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    # The recipe section `<name>:` (an entry-point backend's; the built-ins name theirs in edgeincep.registry).
+    # Its recipe section `<name>:`, a core.settings.Strict subclass; None: no settings of its own.
     settings: ClassVar[type[BaseModel] | None] = None
     # Suffixes of files `edgeincep validate` / `bench` take as this backend's artifacts, and their format.
     suffixes: ClassVar[tuple[str, ...]] = ()

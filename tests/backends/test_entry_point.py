@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -121,3 +122,21 @@ def test_a_broken_backend_package_is_one_line_naming_it(fmnist_val, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert ("error: backend 'broken' (no_such_module:Backend) cannot be loaded: ModuleNotFoundError: "
             "No module named 'no_such_module'") in done.stderr
+
+
+def test_a_folder_under_backends_is_a_backend_by_its_name_with_nothing_else_to_register(tmp_path):
+    """The built-in way: the same module as edgeincep/backends/<name>/backend.py in a copy of the package."""
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "edgeincep", tmp_path / "edgeincep", ignore=shutil.ignore_patterns("__pycache__"))
+    folder = tmp_path / "edgeincep" / "backends" / "ortdynamic"
+    folder.mkdir()
+    (folder / "__init__.py").write_text('"""ONNX Runtime dynamic quantization."""\n')
+    (folder / "backend.py").write_text(BACKEND)
+    probe = ("from edgeincep.recipes import Recipe; from edgeincep.registry import get_backend, list_backends; "
+             "print(list_backends(), get_backend('ortdynamic').description, Recipe().ortdynamic.per_channel)")
+    done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("] ")[0] + "]" == str(["edgetpu", "onnxruntime", "openvino", "ortdynamic", "tensorrt",
+                                                    "tflite"])
+    assert done.stdout.strip().endswith("ONNX Runtime dynamic quantization (weights of MatMul/Gemm to INT8) False")

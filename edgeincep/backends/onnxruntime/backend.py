@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeincep.backends.base import Backend
+from edgeincep.backends.onnxruntime.settings import OrtSettings
 from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
 from edgeincep.core.artifact import Artifact
 from edgeincep.export.metadata import read_metadata
@@ -23,6 +24,7 @@ _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     description = "ONNX Runtime, CPU execution provider: INT8 QDQ (U8S8 fuses to QLinearConv on x86)"
+    settings = OrtSettings
     suffixes = (".onnx",)
     file_format = "onnx"
 

@@ -184,6 +184,7 @@ class _RevertedLog(logging.Handler):
 class OpenVinoBackend(Backend):
     name = "openvino"
     description = "OpenVINO CPU plugin (Intel): FP32 IR in true f32, NNCF INT8 IR, accuracy control"
+    settings = OpenVinoSettings
     suffixes = (".xml",)
     file_format = "openvino-ir"
     bundle_devices = ("intel",)

@@ -62,6 +62,7 @@ def qdq_cpu_predictor(path: Path, threads: int = 0, name: str | None = None, pre
 class TensorRtBackend(Backend):
     name = "tensorrt"
     description = "TensorRT (Jetson / NVIDIA GPU): ModelOpt Q/DQ INT8 ONNX, checked on CPU; engine built on the device"
+    settings = TensorRtSettings
     bundle_devices = ("jetson",)
     libraries = (*LIBS, "tensorrt")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from edgeincep.backends.base import Backend
 from edgeincep.core.artifact import Artifact
 from edgeincep.litert.base import LiteRtBackendMixin
+from edgeincep.litert.settings import TfliteSettings
 
 if TYPE_CHECKING:
     from edgeincep.core.settings import RecipeBase
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 class TfliteBackend(LiteRtBackendMixin, Backend):
     name = "tflite"
     description = "TFLite/LiteRT with XNNPACK (ARM CPUs, Raspberry Pi): full-integer INT8, FP32 and FP16"
+    settings = TfliteSettings
     bundle_devices = ("rpi", "coral")
 
     def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
