@@ -68,12 +68,20 @@ def save_record(art: Artifact, cache_key: str | None) -> None:
     write_text_atomic(sidecar_path(art.path), json.dumps(record, indent=2))
 
 
-def cached_artifact(out: Path, key: str, build: Callable[[], Artifact], outputs: list[Path] | None = None) -> Artifact:
-    """The artifact at `out` from its record when the key and bytes still match, else `build()` recorded with the key.
-    `outputs`: the files the record must vouch for (default: `out` alone)."""
+def recorded_artifact(out: Path, key: str, outputs: list[Path] | None = None) -> Artifact | None:
+    """The artifact at `out` as its record describes it, when the key and the bytes of `outputs` (default: `out`
+    alone) still match; else None."""
     hit = lookup(sidecar_path(out), key, outputs or [out])
-    if hit:
-        return Artifact(out, hit["target"], hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+    if hit is None:
+        return None
+    return Artifact(out, hit["target"], hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+
+
+def cached_artifact(out: Path, key: str, build: Callable[[], Artifact], outputs: list[Path] | None = None) -> Artifact:
+    """The recorded artifact at `out` (recorded_artifact), else `build()` recorded with the key."""
+    hit = recorded_artifact(out, key, outputs)
+    if hit is not None:
+        return hit
     art = build()
     art.meta["cache_key"] = key
     save_record(art, key)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from edgeincep.cache import files_digest, library_versions, lookup, save_record, stage_key
-from edgeincep.core.artifact import Artifact, sidecar_path
+from edgeincep.cache import files_digest, library_versions, recorded_artifact, save_record, stage_key
+from edgeincep.core.artifact import Artifact
 
 # The device runner's own (de)quantisation: host validation and a bundle's run.py cannot drift apart.
 from edgeincep.device.runner import dequantize, quantize
@@ -105,9 +105,9 @@ class LiteRtBackendMixin:
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
                             calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS),
                             edits=INT8_EDITS_VERSION if kind == "int8" else None)
-            hit = lookup(sidecar_path(out), key, [out])
-            if hit:
-                done[out] = Artifact(out, self.name, hit["precision"], hit["fmt"], meta=hit["meta"] | {"cached": True})
+            hit = recorded_artifact(out, key)
+            if hit is not None:
+                done[out] = hit
             else:
                 todo.append((cfg, out, key))
         if todo:

@@ -31,8 +31,8 @@ from edgeincep.backends.tensorrt.engine import EngineSettings
 from edgeincep.backends.tensorrt.modelopt import LIBS, ModelOptConfig, quantize_qdq, tensorrt_rule_violations
 from edgeincep.backends.tensorrt.modelopt import unavailable_reason as modelopt_unavailable
 from edgeincep.backends.tensorrt.settings import TensorRtSettings
-from edgeincep.cache import files_digest, library_versions, lookup, save_record, stage_key
-from edgeincep.core.artifact import Artifact, sidecar_path
+from edgeincep.cache import files_digest, library_versions, recorded_artifact, save_record, stage_key
+from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import UserError
 from edgeincep.export.metadata import read_metadata
 from edgeincep.fsutil import sha256_file
@@ -83,9 +83,9 @@ class TensorRtBackend(Backend):
                         calib=files_digest(calib.paths), float_nodes=sorted(float_nodes),
                         libs=library_versions(LIBS))
         # The sidecar checksums the artifact's own files; the twin, a by-product, only has to be there.
-        hit = lookup(sidecar_path(out), key, [out])
-        if hit and (twin is None or twin.is_file()):
-            return Artifact(out, self.name, "int8", hit["fmt"], meta=hit["meta"] | {"cached": True})
+        hit = recorded_artifact(out, key)
+        if hit is not None and (twin is None or twin.is_file()):
+            return hit
         metadata = read_metadata(fp32)
         cfg = ModelOptConfig(method=s.calibration_method, high_precision_dtype=s.high_precision_dtype,
                              calibrate_per_node=s.calibrate_per_node, exclude_nodes=list(float_nodes))
