@@ -17,6 +17,7 @@ from edgeincep.backends.tensorrt.engine import input_name as onnx_input_name
 from edgeincep.backends.tensorrt.settings import TensorRtSettings
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleFacts, BundleSpec
+from edgeincep.core.settings import RecipeBase
 from edgeincep.device import JETSON_RUNNER_SOURCE
 
 ENGINE = "model.engine"
@@ -112,7 +113,7 @@ top-1 agreement with these figures within a few tenths of a point, not bit-ident
 """
 
 
-def jetson_bundle(art: Artifact, recipe) -> BundleSpec:
+def jetson_bundle(art: Artifact, recipe: RecipeBase) -> BundleSpec:
     from edgeincep.backends.tensorrt.engine import unavailable_reason
     from edgeincep.export.metadata import read_metadata
 
