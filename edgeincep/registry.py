@@ -69,10 +69,5 @@ def get_backend(name: str) -> Backend:
 
 def settings_sections() -> dict[str, type]:
     """Recipe section name -> its settings class, for every backend that has one (in name order)."""
-    return {name: get_backend(name).settings for name in entries() if get_backend(name).settings is not None}
-
-
-def clear() -> None:
-    """Forget what was found (a package installed or removed while the process runs)."""
-    entries.cache_clear()
-    get_backend.cache_clear()
+    sections = {name: get_backend(name).settings for name in entries()}
+    return {name: cls for name, cls in sections.items() if cls is not None}
