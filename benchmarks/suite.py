@@ -22,7 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EDGEINCEP = [sys.executable, "-m", "edgeincep"]
-GOALS = {"best_int8_v4_ms": 35.0, "ratio": {"openvino": 0.35, "onnxruntime": 0.45, "tflite": 0.45},
+GOALS = {"best_int8_v4_ms": 35.0,
+         "ratio": {"openvino": 0.35, "onnxruntime": 0.45, "tflite": 0.45, "executorch": 0.45},
+         # ExecuTorch and LiteRT both run XNNPACK's kernels: ExecuTorch INT8 / LiteRT INT8, batch-1 p50
+         "executorch_vs_tflite": 1.1,
          "pipeline_seconds": 600.0, "pipeline_peak_mb": 8192.0}
 
 
@@ -71,6 +74,11 @@ def goals(results: dict) -> list[dict]:
         rows.append({"goal": "best INT8 Inception-v4, batch 1", "value": round(best["latency"]["p50_ms"], 2),
                      "limit": GOALS["best_int8_v4_ms"], "unit": "ms", "which": best["name"]})
     for model, res in results.items():
+        int8 = {r["target"]: r for r in res["bench"]["results"] if r["precision"] == "int8"}
+        if "executorch" in int8 and "tflite" in int8:
+            rows.append({"goal": f"{model} ExecuTorch INT8 / LiteRT INT8 latency", "unit": "x",
+                         "value": round(int8["executorch"]["latency"]["p50_ms"] / int8["tflite"]["latency"]["p50_ms"], 3),
+                         "limit": GOALS["executorch_vs_tflite"]})
         for r in res["bench"]["ratios"]:
             limit = GOALS["ratio"].get(r["target"])
             rows.append({"goal": f"{model} {r['target']} INT8/FP32 latency", "value": round(r["latency_ratio"], 3),

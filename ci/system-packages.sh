@@ -11,7 +11,9 @@
 set -euo pipefail
 
 # dataset-fashion-mnist: the reference models' validation images (make data, the default job).
-PACKAGES="dataset-fashion-mnist"
+# g++-aarch64-linux-gnu, g++: the ExecuTorch Raspberry Pi bundle's runner library, compiled for the board and
+# for this machine (so the bundle's --check runs here too) (make export).
+PACKAGES="dataset-fashion-mnist g++-aarch64-linux-gnu g++"
 # openssh-server + openssh-client: deploy tests run a real sshd on 127.0.0.1 (ssh-keygen for throwaway keys).
 # qemu-user-static: the Raspberry Pi bundle runs as arm64 code (tests/bundle/test_arm64.py); the arm64
 # architecture lets ci/arm64-sysroot.sh download Debian's arm64 python3 for it.

@@ -63,8 +63,20 @@ class Backend(ABC):
         None: no layer-level fallback."""
         return None
 
+    def rank_layers(self, artifact: Artifact, fp32: Path, calib: CalibrationSet, recipe: RecipeBase,
+                    x: np.ndarray) -> list[str] | None:
+        """What `build_keeping_float` can keep in float, most damaged by INT8 first (measured on `x`); None: no
+        layer-level fallback. By default the nodes of `layer_fallback_graph`, ranked on ONNX."""
+        qdq = self.layer_fallback_graph(artifact)
+        if qdq is None:
+            return None
+        from edgeincep.validate.sensitivity import rank_nodes
+
+        return [n for n, _ in rank_nodes(fp32, qdq, x)]
+
     def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
                             float_nodes: Sequence[str]) -> Artifact:
+        """The INT8 artifact with these layers (names from `rank_layers`) kept in float."""
         raise NotImplementedError(f"{self.name} has no layer-level float fallback")
 
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,

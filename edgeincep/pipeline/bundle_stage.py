@@ -23,13 +23,18 @@ def bundle_devices() -> list[str]:
     return list(dict.fromkeys(d for name in list_backends() for d in get_backend(name).bundle_devices))
 
 
-def device_target(device: str) -> str:
-    """The backend whose bundles are made for this device first (rpi: tflite, coral: edgetpu, ...)."""
-    for name in list_backends():
-        devices = get_backend(name).bundle_devices
-        if devices and devices[0] == device:
-            return name
-    raise UserError(f"no backend writes {device} bundles")
+def device_targets(device: str) -> list[str]:
+    """The backends whose bundles are made for this device first (rpi: executorch, tflite; coral: edgetpu, ...)."""
+    found = [name for name in list_backends() if get_backend(name).bundle_devices[:1] == (device,)]
+    if not found:
+        raise UserError(f"no backend writes {device} bundles")
+    return found
+
+
+def device_target(device: str, path: Path) -> str:
+    """The backend that makes `device` bundles of a file like `path` (told apart by the file's suffix)."""
+    names = device_targets(device)
+    return next((n for n in names if path.suffix in get_backend(n).suffixes), names[0])
 
 
 def write_artifact_bundle(art: Artifact, device: str, entry: dict, recipe: RecipeBase, out_dir: Path, *,
@@ -72,7 +77,7 @@ def _artifact(path: Path, device: str) -> Artifact:
             return Artifact.from_sidecar(sidecar)
         except (ValueError, KeyError, TypeError):
             pass  # a damaged record: infer, as for a file copied without it
-    return get_backend(device_target(device)).artifact_from_file(path, device)
+    return get_backend(device_target(device, path)).artifact_from_file(path, device)
 
 
 def _report_entry(art: Artifact) -> tuple[dict, dict | None, dict | None, RecipeBase | None]:
@@ -104,7 +109,8 @@ def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path 
     """`edgeincep bundle`: the device bundle for one artifact file, with the host's numbers when a report has them."""
     art = _artifact(Path(path), device)
     if device not in get_backend(art.target).bundle_devices:
-        raise UserError(f"{device} bundles take {device_target(device)} artifacts; this is a {art.target} one", path)
+        raise UserError(f"{device} bundles take {' or '.join(device_targets(device))} artifacts; this is a {art.target} one",
+                        path)
     entry, reference, images, recipe = _report_entry(art)
     if entry.get("gate", {}).get("violations"):
         raise UserError("report.json records this artifact over its drift budget: "

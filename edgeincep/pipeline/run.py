@@ -31,7 +31,6 @@ from edgeincep.validate.drift import drift_record
 from edgeincep.validate.fallback import brief, fallback_search
 from edgeincep.validate.gates import violations
 from edgeincep.validate.ort import reference_predictor
-from edgeincep.validate.sensitivity import rank_nodes
 
 SCHEMA = "edgeincep.run/1"
 
@@ -95,9 +94,10 @@ def build_with_fallback(t: Backend, fp32: Path, calib: CalibrationSet, calib_lab
     if not violations(first, recipe.budget):
         return art, {"needed": False, "probe": "calibration images", "steps": [{"float_nodes": 0,
                      "top1_agreement": first["top1_agreement"], "top1_drop_points": first.get("top1_drop_points")}]}
-    qdq = t.layer_fallback_graph(art)
+    with err.status("ranking layers by quantization sensitivity"):
+        ranked = t.rank_layers(art, fp32, calib, recipe, calib.x[:16])
     restored = None
-    if qdq is None and calib_labels is not None:
+    if ranked is None and calib_labels is not None:
         with err.status(f"{t.name}: restoring accuracy (layers back to float until the budget holds)"):
             restored = t.restore_accuracy(fp32, calib, calib_labels, recipe, out_dir)
     if restored is not None:
@@ -108,10 +108,8 @@ def build_with_fallback(t: Backend, fp32: Path, calib: CalibrationSet, calib_lab
                           "steps": [{"float_nodes": 0, **brief(first)},
                                     {"float_nodes": len(info["float_nodes"]), "nodes": info["float_nodes"],
                                      **brief(after)}]}
-    if qdq is None:
+    if ranked is None:
         return art, {"needed": True, "note": f"{art.fmt} has no layer-level float fallback"}
-    with err.status("ranking layers by quantization sensitivity"):
-        ranked = [n for n, _ in rank_nodes(fp32, qdq, calib.x[:16])]
     res = fallback_search(ranked, lambda nodes: t.build_keeping_float(fp32, calib, recipe, out_dir, nodes), score,
                           recipe.budget, recipe.fallback.max_float_nodes, (art, first))
     return res.artifact, {"needed": True, "passed_on_probe": res.passed, "float_nodes": res.float_nodes,

@@ -42,9 +42,9 @@ def int8(backend, build_int8) -> Artifact:
 def test_the_registry_hands_out_one_instance_per_name_and_refuses_an_unknown_one():
     from edgeincep.core.errors import UserError
 
-    assert {"onnxruntime", "openvino", "tflite", "edgetpu", "tensorrt"} <= set(BACKENDS)
+    assert {"onnxruntime", "openvino", "tflite", "edgetpu", "tensorrt", "executorch"} <= set(BACKENDS)
     assert all(get_backend(n) is get_backend(n) and get_backend(n).name == n for n in BACKENDS)
-    with pytest.raises(UserError, match="unknown target 'nope'; known targets: edgetpu, onnxruntime"):
+    with pytest.raises(UserError, match=f"unknown target 'nope'; known targets: {', '.join(sorted(BACKENDS))}"):
         get_backend("nope")
 
 

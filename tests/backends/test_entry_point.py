@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeincep.registry import list_backends
+
 BACKEND = '''
 """A backend from another package: INT8 classifier weights by ONNX Runtime's dynamic quantization."""
 from pathlib import Path
@@ -109,7 +111,9 @@ def test_an_entry_point_backends_recipe_section_is_validated_like_a_built_in_one
 def test_without_the_package_the_target_is_unknown(fmnist_val, tmp_path):
     done = _edgeincep(tmp_path, "run", "--model", "inception_resnet_v1", "--target", "ortdynamic",
                       "--val", fmnist_val, "--out", tmp_path / "out")
-    assert done.returncode != 0 and "unknown target 'ortdynamic'; known targets: edgetpu, onnxruntime" in done.stderr
+    assert done.returncode != 0
+    known = done.stderr.split("unknown target 'ortdynamic'; known targets: ")[1].split("\n")[0].split(", ")
+    assert "onnxruntime" in known and "ortdynamic" not in known
 
 
 def test_a_broken_backend_package_is_one_line_naming_it(fmnist_val, tmp_path):
@@ -137,6 +141,5 @@ def test_a_folder_under_backends_is_a_backend_by_its_name_with_nothing_else_to_r
     done = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("] ")[0] + "]" == str(["edgetpu", "onnxruntime", "openvino", "ortdynamic", "tensorrt",
-                                                    "tflite"])
+    assert done.stdout.split("] ")[0] + "]" == str(sorted([*list_backends(), "ortdynamic"]))
     assert done.stdout.strip().endswith("ONNX Runtime dynamic quantization (weights of MatMul/Gemm to INT8) False")
