@@ -37,9 +37,10 @@ compiled for aarch64 from edgeincep's `et_runner.cpp` against ExecuTorch {versio
 ({lib_mb:.0f} MB in all: the runtime, its optimized kernels, the XNNPACK delegate and the thread pool, taken
 unchanged from the `executorch=={version}` aarch64 wheel). `lib/x86_64/` holds the same for an x86-64 Linux
 machine, so `python3 run.py --check` runs on the host before the bundle ships.
-The board needs no torch: ExecuTorch's Python module would
-(it links libtorch, and PyPI's aarch64 torch is a CUDA build of several GB), its runtime libraries do not.
-They need glibc 2.28 or newer (Raspberry Pi OS bullseye and later). Delegation: {_delegation(art)}.
+
+The board needs no torch: ExecuTorch's Python module would (it links libtorch, and PyPI's aarch64 torch is a
+CUDA build of several GB), its runtime libraries do not. They need glibc 2.28 or newer (Raspberry Pi OS
+bullseye and later). Delegation: {_delegation(art)}.
 """
     return BundleSpec(device=device, model_files={"model.int8.pte": art.path}, runner=runner,
                       runner_source=RUNNER_SOURCE, requirements=requirements,
