@@ -117,8 +117,8 @@ def test_run_command_exit_code_10_when_the_budget_is_exceeded(cli, tmp_path, fmn
     recipe = tmp_path / "harsh.yaml"
     recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
                       "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
-    res = cli("run", "--model", "inception_resnet_v2", "--val", fmnist_val, "--limit", "100", "--recipe", recipe,
-              "--out", tmp_path / "o")
+    res = cli("run", "--model", "inception_resnet_v2", "--target", "onnxruntime", "--val", fmnist_val, "--limit", "100",
+              "--recipe", recipe, "--out", tmp_path / "o")
     assert res.exit_code == 10
     assert "error: drift budget exceeded: onnxruntime:int8" in res.stderr
     assert (tmp_path / "o" / "report.html").exists()

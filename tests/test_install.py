@@ -89,5 +89,5 @@ def test_without_root_or_sudo_a_missing_package_stops_the_setup_with_the_command
                                str(script)], capture_output=True, text=True, timeout=60,
                               env={"PATH": f"{stub}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": tmp})
     assert done.returncode == 1 and done.stdout == ""
-    assert done.stderr == ("error: edgeincep needs dataset-fashion-mnist (Debian); run: sudo apt-get update && "
-                           "sudo apt-get install -y dataset-fashion-mnist\n")
+    assert done.stderr == ("error: edgeincep needs dataset-fashion-mnist g++-aarch64-linux-gnu g++ (Debian); run: "
+                           "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist g++-aarch64-linux-gnu g++\n")

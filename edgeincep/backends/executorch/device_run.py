@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edgeincep_common import run  # noqa: E402
+if __package__:  # imported inside the edgeincep package (the bundle ships this file verbatim)
+    from edgeincep.device.common import run
+else:  # the bundle's run.py: edgeincep_common.py lies beside it
+    sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from edgeincep_common import run
 
 HERE = Path(__file__).resolve().parent
 _FLOATS = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
