@@ -229,7 +229,10 @@ def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, js
 @click.option("--skip-bad", is_flag=True)
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe YAML (default: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml).")
-def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path) -> None:
+@click.option("--wheels", is_flag=True,
+              help="Device bundles carry their runtime's wheels for the device (offline `deploy --setup`).")
+def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path,
+            wheels) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
     from edgeincep.data.folders import scan_folder
     from edgeincep.pipeline.run import run_pipeline
@@ -240,7 +243,8 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
         load_recipe_file(recipe_path)
     scan_folder(val_dir)
     run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
-                 out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path)
+                 out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
+                 wheels=wheels)
 
 
 @main.command("train")
@@ -301,12 +305,17 @@ def train_cmd(model_name, data_src, out_path, width, input_size, epochs, batch_s
               help="Trust and record the key of a host known_hosts has no key for (never a changed key).")
 @click.option("--dest", default="~/edgeincep", show_default=True, help="Deploy root on the device.")
 @click.option("--check", is_flag=True, help="Run the bundle's check on the device; switch in only if top-1 matches.")
+@click.option("--setup", is_flag=True,
+              help="Give the release a virtual environment with the bundle's runtime, from the wheels it carries "
+                   "(pip --no-index: no network needed on the device); reused by later releases of the same runtime.")
+@click.option("--index", is_flag=True,
+              help="With --setup: install from the device's package index when the bundle has no wheels for it.")
 @click.option("--rollback", is_flag=True, help="Make the previous version current again (BUNDLE or --name).")
 @click.option("--status", "show_status", is_flag=True, help="Show and re-verify what is deployed (BUNDLE or --name).")
 @click.option("--name", default=None, help="Bundle name on the device, for --rollback/--status without BUNDLE.")
 @click.option("--remote-python", default="python3", show_default=True, help="Python 3.8+ on the device.")
-def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, dest, check, rollback, show_status,
-               name, remote_python) -> None:
+def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, dest, check, setup, index, rollback,
+               show_status, name, remote_python) -> None:
     """Copy BUNDLE to a device over SSH, verify it there and switch it in atomically (previous kept)."""
     from edgeincep.deploy import report, ssh
 
@@ -327,10 +336,59 @@ def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, d
         return
     if bundle is None:
         raise UserError("missing BUNDLE (a bundle folder or its .tar.gz)")
-    with report.upload_progress(target.label) as (on_start, on_bytes):
-        result = ssh.deploy(bundle, target, accept_new=accept_new_host_key, check=check, on_start=on_start,
-                            on_bytes=on_bytes, **common)
+    with report.upload_progress(target.label) as (on_start, on_bytes, on_stage):
+        result = ssh.deploy(bundle, target, accept_new=accept_new_host_key, check=check, setup=setup, index=index,
+                            on_start=on_start, on_bytes=on_bytes, on_stage=on_stage, **common)
     report.print_deploy(result)
+
+
+@main.group("fleet")
+def fleet_group() -> None:
+    """Validate a bundle on a shelf of real boards over SSH."""
+
+
+@fleet_group.command("validate")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--hosts", "hosts_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Inventory YAML: boards with host, port, user, identity, device kind, labels.")
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Image folder (class subfolders: on-device top-1/top-5 too).")
+@click.option("--fp32", "fp32_onnx", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The FP32 ONNX the bundle was made from, for agreement with FP32 per board (default: the "
+                   "one `edgeincep run` left beside the bundle's source artifact, if it is there).")
+@click.option("--shard-size", type=click.IntRange(1, 100_000), default=64, show_default=True)
+@click.option("--no-deploy", is_flag=True, help="Use what the boards run now (re-verified and checked) instead of "
+                                               "deploying BUNDLE first.")
+@click.option("--setup", is_flag=True, help="Deploy with --setup (the bundle's wheels into an environment).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def fleet_validate_cmd(bundle, hosts_file, images_dir, fp32_onnx, shard_size, no_deploy, setup, json_out,
+                       html_out) -> None:
+    """Deploy BUNDLE to the matching boards and classify IMAGES on them, sharded; compare with the host.
+
+    Exit 13 when a board's results differ from the host's beyond the bundle's tolerance, 14 when some images
+    were classified by no board."""
+    import json as _json
+
+    from edgeincep.fleet.inventory import load_inventory
+    from edgeincep.fleet.validate import Fleet, verdict
+    from edgeincep.fsutil import write_text_atomic
+    from edgeincep.report.fleet import fleet_progress, print_fleet, write_html
+
+    inventory = load_inventory(hosts_file)
+    if fp32_onnx is not None and not fp32_onnx.is_file():
+        raise UserError("FP32 ONNX not found", fp32_onnx)
+    with fleet_progress() as on_event:
+        record = Fleet(bundle, inventory, deploy=not no_deploy, setup=setup, on_event=on_event).run(
+            images_dir, shard_size=shard_size, fp32=fp32_onnx)
+    print_fleet(record)
+    if json_out:
+        err.print(f"wrote {write_text_atomic(json_out, _json.dumps(record, indent=1, default=str))}")
+    if html_out:
+        err.print(f"wrote {write_html(record, html_out)}")
+    problem = verdict(record)
+    if problem is not None:
+        raise problem
 
 
 class _Devices(click.Choice):
@@ -359,12 +417,25 @@ class _Devices(click.Choice):
               help="Where to pick the sample images for `run.py --check` (default: the validation folder in "
                    "report.json beside the artifact, else the shipped calibration set).")
 @click.option("--threads", type=int, default=0)
-def bundle_cmd(device, artifact, out_dir, images_dir, threads) -> None:
+@click.option("--wheels", is_flag=True,
+              help="Carry the runtime's pinned wheels for the device's platform, so `deploy --setup` needs no "
+                   "network on the device.")
+@click.option("--device-python", default=None, metavar="X.Y",
+              help="The device's CPython for --wheels (default: the device's usual: 3.11; Jetson 3.10).")
+def bundle_cmd(device, artifact, out_dir, images_dir, threads, wheels, device_python) -> None:
     """Write a device bundle (folder + .tar.gz) for one artifact: model, runner, labels, preprocessing, README."""
     from edgeincep.pipeline.bundle_stage import bundle_artifact
 
-    res = bundle_artifact(device, artifact, out_dir, images_dir=images_dir, threads=threads)
-    out.print(f"[green]wrote[/] {res.folder} and {res.archive} ({len(res.manifest['files'])} files)")
+    if device_python is not None and not wheels:
+        raise UserError("--device-python names the Python of the bundled wheels: add --wheels")
+    with err.status(f"writing the {device} bundle" + (" with the device's wheels" if wheels else "")):
+        res = bundle_artifact(device, artifact, out_dir, images_dir=images_dir, threads=threads, wheels=wheels,
+                              device_python=device_python)
+    info = res.to_dict()
+    size = sum(int(e["size"]) for e in res.manifest["files"].values())
+    extra = f", {info['wheels_bytes'] / 1e6:.1f} MB of them the device's wheels" if info["wheels_bytes"] else ""
+    out.print(f"[green]wrote[/] {res.folder} and {res.archive} ({len(res.manifest['files'])} files, "
+              f"{size / 1e6:.1f} MB{extra}; archive {info['archive_bytes'] / 1e6:.1f} MB)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -101,3 +101,13 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def link_by_index(paths: list[Path], folder: Path) -> Path:
+    """`folder` filled with links to `paths` named by position (0000000.png, ...): a short command line for a
+    runner that reads a folder in name order, and results that name their index."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(paths):
+        (folder / f"{i:07d}{Path(p).suffix.lower()}").symlink_to(Path(p).resolve())
+    return folder

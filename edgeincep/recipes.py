@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError, create_model
 
 from edgeincep.core.errors import UserError
@@ -20,6 +19,7 @@ from edgeincep.core.settings import RecipeBase
 from edgeincep.core.settings import Strict as _Strict
 from edgeincep.paths import RECIPES_DIR
 from edgeincep.registry import settings_sections
+from edgeincep.yamlfile import load_mapping, one_line
 
 
 class Calibration(_Strict):
@@ -48,13 +48,21 @@ class Validation(_Strict):
                                "as arm64 code under qemu (when the arm64 sysroot exists); 0: none")
 
 
+class Bundle(_Strict):
+    wheels: bool = Field(False, description="device bundles carry the pinned wheels of their requirements for the "
+                         "device's platform (offline `deploy --setup`); adds their size to each bundle")
+    python: str | None = Field(None, pattern=r"^3\.\d{1,2}$",
+                               description="the device's CPython X.Y for those wheels (default: the device's usual)")
+
+
 @cache
 def _compose(sections: tuple[tuple[str, type], ...]) -> type[RecipeBase]:
     fields: dict = {"model": (str | None, None), "target": (str | None, None),
                     "calibration": (Calibration, Calibration())}
     fields |= {name: (cls, cls()) for name, cls in sections}
     fields |= {"budget": (Budget, Budget()), "fallback": (Fallback, Fallback()),
-               "validation": (Validation, Validation()), "source": (str, "built-in defaults")}
+               "validation": (Validation, Validation()), "bundle": (Bundle, Bundle()),
+               "source": (str, "built-in defaults")}
     return create_model("Recipe", __base__=RecipeBase, __module__=__name__, **fields)
 
 
@@ -69,62 +77,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-MAX_RECIPE_DEPTH = 64  # a recipe is 2-3 levels deep
-
-
 def load_recipe_file(path: Path) -> RecipeBase:
     path = Path(path)
-
-    class _Loader(yaml.SafeLoader):
-        """safe_load that refuses a key given twice: YAML keeps the last silently, losing the first block."""
-
-        def construct_mapping(self, node, deep=False):
-            seen: dict = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if isinstance(key, str) and key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key '{key}' appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
-                        key_node.start_mark)
-                if isinstance(key, str):
-                    seen[key] = key_node.start_mark.line
-            return super().construct_mapping(node, deep)
-
-        def compose_node(self, parent, index):
-            # A fixed depth limit: PyYAML recurses per level, and other libraries in this process (onnx2tf)
-            # raise the interpreter's recursion limit, so a RecursionError alone would depend on who ran first.
-            self._depth = getattr(self, "_depth", 0) + 1
-            try:
-                if self._depth > MAX_RECIPE_DEPTH:
-                    raise RecursionError
-                return super().compose_node(parent, index)
-            finally:
-                self._depth -= 1
-
-    def one_line(text) -> str:
-        return " ".join(str(text).split())
-
-    try:
-        if path.stat().st_size > 1_000_000:  # a recipe is a few hundred bytes; refuse a hostile giant before parsing
-            raise UserError("recipe is larger than 1 MB; is this the right file?", path)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader: no Python tags
-    except FileNotFoundError:
-        raise UserError("recipe file not found", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read recipe ({type(e).__name__})", path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"recipe is not valid YAML{where}: {one_line(getattr(e, 'problem', None) or e)}", path) from None
-    except (ValueError, TypeError, AttributeError, OverflowError, IndexError, KeyError) as e:
-        # PyYAML's scalar constructors raise these for malformed tagged or implicit values (2001-13-45, !!int 0x).
-        raise UserError(f"recipe is not valid YAML: a malformed value ({one_line(e)[:150]})", path) from None
-    except RecursionError:
-        raise UserError("recipe is not valid YAML: nested too deeply", path) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"recipe must be a mapping of settings, got {type(data).__name__}", path)
+    data = load_mapping(path, "recipe", "a mapping of settings")
     try:
         return recipe_model().model_validate({**data, "source": str(path)})
     except ValidationError as e:

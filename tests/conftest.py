@@ -102,3 +102,20 @@ def build_int8(reference_fp32, reference_calib):
         return cache[key]
 
     return build
+
+
+# The reference model's INT8 artifacts of the bundle-making backends (bundle and deploy tests).
+@pytest.fixture(scope="session")
+def tflite_int8(build_int8):
+    return build_int8("tflite")
+
+
+@pytest.fixture(scope="session")
+def edgetpu_int8(build_int8):
+    return build_int8("edgetpu")
+
+
+@pytest.fixture(scope="session")
+def openvino_int8(build_int8):
+    # Fast bias correction: the full one costs ~30 s here and the bundle tests need an INT8 IR, not its best accuracy.
+    return build_int8("openvino", openvino={"fast_bias_correction": True})

@@ -20,6 +20,7 @@ from edgeincep.core.bundle import BundleFacts, BundleSpec
 from edgeincep.core.errors import UserError
 from edgeincep.core.predictor import Predictor
 from edgeincep.device import COMMON_NAME, COMMON_SOURCE
+from edgeincep.device.wheels import device_wheels
 from edgeincep.export.onnx import preprocess_from_metadata
 from edgeincep.fsutil import sha256_file
 
@@ -62,6 +63,7 @@ def standard_readme(spec: BundleSpec, art: Artifact, f: BundleFacts) -> str:
     bench_block = (f"\n## Host latency (batch 1, the host's CPU, for comparison only)\n\n| model | p50 ms | p90 ms |\n"
                    f"| --- | --- | --- |\n{lat}\n" if lat else "")
     files = ", ".join(f"`{f}`" for f in model_names)
+    install = _install_block(f.wheels)
     return f"""# {model}: INT8 for {spec.title}
 
 Made by edgeincep {__version__} from checkpoint sha256
@@ -71,11 +73,7 @@ validated ({art.target}, {art.fmt}). Files: {files}, `labels.json`, `preprocess.
 {extra}
 ## Install
 
-```
-python3 -m venv ~/edgeincep-env && . ~/edgeincep-env/bin/activate
-python3 -m pip install -r requirements.txt
-```
-
+{install}
 Pinned: {reqs}. `run.py` needs nothing else (no torch, no edgeincep).
 
 ## Run
@@ -94,20 +92,58 @@ std {pre["std"]}, exactly as on the host. `--check` compares the logits of the s
 {drift_block}{bench_block}"""
 
 
+def _install_block(wheels: dict | None) -> str:
+    if not wheels:
+        return """```
+python3 -m venv ~/edgeincep-env && . ~/edgeincep-env/bin/activate
+python3 -m pip install -r requirements.txt
+```
+"""
+    glibc = f", glibc {wheels['glibc']} or newer" if wheels.get("glibc") else ""
+    return f"""The bundle carries its runtime: `wheels/` ({wheels["bytes"] / 1e6:.1f} MB) holds every wheel of `requirements.txt`
+for {wheels["machine"]} Linux with CPython {wheels["python"]}{glibc}, with their dependencies and the pip that
+installs them: the device needs no network and no pip of its own. `edgeincep deploy BUNDLE --setup` installs
+them into a virtual environment on the device; by hand, in the bundle folder:
+
+```
+python3 -m venv --without-pip env
+env/bin/python {wheels["installer"]}/pip install --no-index --find-links wheels -r requirements.txt
+env/bin/python run.py --check
+```
+"""
+
+
+def runtime_entry(spec: BundleSpec, wheels: bool, device_python: str | None = None) -> tuple[dict, dict[str, Path]]:
+    """The manifest's `runtime` entry (what run.py imports, the wheels carried) and the wheel files to bundle.
+    Downloads the wheels unless cached: call it before slow work, so that an offline host fails at once."""
+    entry: dict = {"imports": list(spec.imports), "wheels": None}
+    if not wheels:
+        return entry, {}
+    if spec.platform is None:
+        raise UserError(f"{spec.device} bundles name no device platform, so they cannot carry wheels")
+    found = device_wheels(spec.requirements_txt, spec.platform, device_python)
+    entry["wheels"] = found.manifest("wheels")
+    return entry, {f"wheels/{p.name}": p for p in found.files}
+
+
 def write_device_bundle(spec: BundleSpec, art: Artifact, predictor: Predictor, meta: dict[str, str], entry: dict,
                         recipe: dict, out_dir: Path, *, reference: dict | None = None, images: dict | None = None,
-                        sample_dir: Path | None = None) -> BundleResult:
+                        sample_dir: Path | None = None,
+                        runtime: tuple[dict, dict[str, Path]] | None = None) -> BundleResult:
     """The bundle folder (and .tar.gz) `<model>.<target>.<device>` under out_dir. `predictor` gives the samples'
-    expected logits; `meta` is what the artifact carries (Backend.metadata); `recipe` the recipe as a dict."""
+    expected logits; `meta` is what the artifact carries (Backend.metadata); `recipe` the recipe as a dict;
+    `runtime` what runtime_entry gave (default: no wheels)."""
     if "edgeincep.preprocess" not in meta:
         raise UserError("the artifact carries no edgeincep preprocessing metadata (made outside edgeincep?)", art.path)
+    runtime, wheel_files = runtime or runtime_entry(spec, False)
     pre = preprocess_from_metadata(meta, art.path)
     labels = json.loads(meta.get("edgeincep.labels", "[]"))
     samples, n_samples, tol_why = sample_files(predictor, art.target, entry, labels,
                                                (images or {}).get("root") or sample_dir, pre, spec.tolerance)
     drift = expected_drift(entry, reference, images)
     facts = BundleFacts(meta=meta, preprocess=pre.to_dict(), drift=drift, entry=entry, reference=reference,
-                        model_files=sorted(spec.model_files), samples=n_samples, tolerance_why=tol_why)
+                        model_files=sorted(spec.model_files), samples=n_samples, tolerance_why=tol_why,
+                        wheels=runtime["wheels"])
     model = meta.get("edgeincep.model", art.path.name.split(".")[0])
     files: dict[str, bytes | str | Path] = {
         **spec.model_files,
@@ -118,6 +154,7 @@ def write_device_bundle(spec: BundleSpec, art: Artifact, predictor: Predictor, m
         "requirements.txt": spec.requirements_txt,
         **samples,
         **(spec.extra_files(facts) if spec.extra_files else {}),
+        **wheel_files,
         "README.md": spec.readme(facts) if spec.readme else standard_readme(spec, art, facts),
     }
     manifest = {"device": spec.device, "model": model, "target": art.target, "precision": art.precision,
@@ -127,6 +164,7 @@ def write_device_bundle(spec: BundleSpec, art: Artifact, predictor: Predictor, m
                 "quantization": meta.get("edgeincep.quantization"),
                 "runner": spec.runner, "check": CHECK,
                 "requirements": list(spec.requirements),
+                "runtime": runtime,
                 "drift": drift,
                 "bench": {"latency": entry.get("latency"), "reference_latency": (reference or {}).get("latency")},
                 "recipe": recipe}

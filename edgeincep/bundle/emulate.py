@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeincep.device.common import output_codes
+from edgeincep.fsutil import link_by_index
 from edgeincep.paths import PROJECT_ROOT
 
 # Bundles whose runner runs on an arm64 Linux CPU (the Coral bundle's CPU model when no Edge TPU is attached).
@@ -63,14 +64,47 @@ def run_emulated(board: Board, args: list[str], cwd: Path, timeout: float = 600)
                           timeout=timeout)
 
 
+def board_python(board: Board, folder: Path, *, bare: bool = False, offline: bool = False) -> Path:
+    """An executable `python3` that is the board's: the emulated Debian python, under qemu, for whoever runs it.
+
+    Usable where a device's interpreter is asked for (`edgeincep deploy --remote-python`), with the subprocesses
+    a device runs working too: qemu's -0 gives the guest the wrapper's own path as argv[0], so sys.executable,
+    and the interpreter of a virtual environment made from it, is this wrapper again (qemu-user alone cannot
+    exec an arm64 program from an emulated one). `bare`: a fresh userland, none of the bundle's wheels
+    installed (a view of the sysroot without /usr/local). `offline`: no network (a new network namespace with
+    only a downed loopback; needs CAP_SYS_ADMIN).
+    """
+    sysroot = cache_dir() / board.sysroot
+    version = (sysroot / ".python").read_text().strip()
+    folder = Path(folder)
+    root = sysroot
+    if bare:
+        root = folder / "sysroot"
+        (root / "usr").mkdir(parents=True, exist_ok=True)
+        for entry in sysroot.iterdir():
+            if entry.name != "usr" and not (root / entry.name).exists():
+                (root / entry.name).symlink_to(entry.resolve())
+        for entry in (sysroot / "usr").iterdir():
+            if entry.name != "local" and not (root / "usr" / entry.name).exists():
+                (root / "usr" / entry.name).symlink_to(entry.resolve())
+        # Empty, not absent: qemu falls back to the host's path for what the view lacks.
+        (root / "usr" / "local" / "lib" / version / "dist-packages").mkdir(parents=True, exist_ok=True)
+    qemu = shutil.which("qemu-aarch64-static") or "qemu-aarch64-static"
+    wrapper = folder / "bin" / "python3"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(f"""#!/bin/sh
+# {board.title}: Debian's arm64 {version} under qemu-user (edgeincep.bundle.emulate.board_python)
+exec {"unshare --net " if offline else ""}env QEMU_CPU={board.cpu} QEMU_LD_PREFIX='{root}' {qemu} -0 "$0" \
+  '{root}/usr/bin/{version}' "$@"
+""")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 def classify_on_board(bundle: Path, images: list[Path], board: Board, timeout: float = 3600) -> np.ndarray:
     """The logits the bundle's run.py gives for `images` on the emulated board (one row per image)."""
     with tempfile.TemporaryDirectory(prefix="edgeincep-arm64-") as tmp:
-        listing = Path(tmp) / "images"
-        listing.mkdir()
-        # Links under one folder keep the command line short; run.py reads the images in name order.
-        for i, p in enumerate(images):
-            (listing / f"{i:07d}{p.suffix.lower()}").symlink_to(Path(p).resolve())
+        listing = link_by_index(images, Path(tmp) / "images")
         out = Path(tmp) / "out.json"
         done = run_emulated(board, [str(bundle / "run.py"), "--json", str(out), str(listing)], Path(tmp),
                             timeout)

@@ -36,8 +36,10 @@ class BundleResult:
     manifest: dict
 
     def to_dict(self) -> dict:
+        wheels = (self.manifest.get("runtime") or {}).get("wheels") or {}
         return {"folder": str(self.folder), "archive": str(self.archive),
-                "files": sorted(self.manifest["files"]), "archive_bytes": self.archive.stat().st_size}
+                "files": sorted(self.manifest["files"]), "archive_bytes": self.archive.stat().st_size,
+                "wheels_bytes": wheels.get("bytes", 0)}
 
 
 def _safe_name(name: str) -> str:

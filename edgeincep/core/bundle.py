@@ -18,6 +18,17 @@ class BundleFacts:
     model_files: list[str]          # bundle names of the model file(s)
     samples: int                    # how many samples --check runs
     tolerance_why: str              # why --check accepts what it accepts
+    wheels: dict | None = None      # the manifest's runtime.wheels entry when the bundle carries its wheels
+
+
+@dataclass(frozen=True)
+class DevicePlatform:
+    """What the device's pip would install for: the wheels a bundle carries are downloaded for this."""
+    machine: str                    # aarch64, x86_64 (platform.machine() on the device)
+    python: str                     # the device's usual CPython, X.Y (overridable per bundle)
+    glibc: str                      # the oldest glibc the device runs, X.Y: manylinux tags up to it
+    provided: tuple[str, ...] = ()  # what the device's OS brings and the bundle must not (JetPack's TensorRT)
+    system_site_packages: bool = False  # the runtime environment sees the OS's Python packages (for `provided`)
 
 
 @dataclass(frozen=True)
@@ -36,3 +47,5 @@ class BundleSpec:
     extra_files: Callable[[BundleFacts], Mapping[str, Path | str | bytes]] | None = None
     manifest: Mapping[str, Any] = field(default_factory=dict)  # backend-specific manifest entries
     executable: frozenset[str] = frozenset({"run.py"})
+    platform: DevicePlatform | None = None          # what the bundle's wheels are for (None: it carries none)
+    imports: tuple[str, ...] = ()                   # modules run.py needs: probed on the device before --check

@@ -12,8 +12,12 @@ The protocol, one SSH connection per command:
    recomputes every sha256, checks the manifest is the one the host verified, renames the folder to
    NAME/releases/<id> and switches the `current` symlink with rename(2); the old target becomes
    `previous`. Any failure removes the upload and leaves `current` as it was.
-4. With --check, the release is staged first, the bundle's own check command runs there on the
-   bundle's sample images, and it becomes current only if its top-1 predictions equal the host's.
+4. With --setup, the release is staged first and given a virtual environment with the bundle's runtime,
+   installed from the bundle's own wheels with pip --no-index (or, with --index, from the device's
+   package index); one environment serves every release with the same device Python and requirements.
+5. With --check, the release is staged first, the helper tests that the bundle's runtime imports (a
+   missing module is one line naming it, the Python and the fix), the bundle's own check command runs
+   there on the bundle's sample images, and it becomes current only if its top-1 predictions equal the host's.
 
 Paramiko rather than the ssh binary: the host key is examined before authentication with full control
 over the decision and its message (fingerprints of both keys, no parsing of ssh's stderr), the upload
@@ -456,32 +460,39 @@ def compare_predictions(expected: dict, device: dict) -> dict:
 # --- the three operations ----------------------------------------------------------------------------
 
 def deploy(bundle: Path, target: Target, *, dest: str = DEFAULT_DEST, known_hosts: KnownHosts,
-           accept_new: bool = False, identity: Path | None = None, check: bool = False,
-           remote_python: str = "python3", check_timeout: float = 600.0,
-           on_start: Callable[[int], None] | None = None, on_bytes: Callable[[int], None] | None = None) -> dict:
-    """Upload, verify on the device and switch `current` to BUNDLE; with `check`, only if its predictions match."""
+           accept_new: bool = False, identity: Path | None = None, check: bool = False, setup: bool = False,
+           index: bool = False, remote_python: str = "python3", check_timeout: float = 600.0,
+           setup_timeout: float = 1800.0, on_start: Callable[[int], None] | None = None,
+           on_bytes: Callable[[int], None] | None = None,
+           on_stage: Callable[[str], None] | None = None) -> dict:
+    """Upload, verify on the device and switch `current` to BUNDLE; with `setup`, give it its runtime first; with
+    `check`, only if its predictions match. `on_stage` hears what the device is doing after the upload."""
+    if index and not setup:
+        raise DeployError("--index says where --setup installs from: add --setup")
     with prepared(bundle) as local:
         spec = check_spec(local) if check else None
         with Device.connect(target, known_hosts=known_hosts, accept_new=accept_new, identity=identity,
                             remote_python=remote_python) as device:
             if on_start is not None:
                 on_start(local.archive.stat().st_size)
+            staging = spec is not None or setup
             result = device.call("install", root=dest, name=local.name, payload=local.archive, on_bytes=on_bytes,
-                                 manifest_sha=local.manifest_sha256, bytes=local.total_bytes, commit=spec is None)
+                                 manifest_sha=local.manifest_sha256, bytes=local.total_bytes, commit=not staging)
             result["notes"] = device.notes
-            if spec is not None:
+            if staging:
                 staged = result["release"]
                 try:
-                    ran = device.call("check", root=dest, name=local.name, release=staged, timeout=check_timeout)
-                    expected = json.loads((local.folder / spec["expected"]).read_text(encoding="utf-8"))
-                    result["check"] = compare_predictions(expected, ran["predictions"])
-                    if result["check"]["flipped"]:
-                        c = result["check"]
-                        raise DeployError(f"{target.label}: --check failed: top-1 differs from the host's on "
-                                          f"{c['flipped']} of {c['images']} sample images (logits max |diff| "
-                                          f"{c['max_abs_diff']:.3g}); "
-                                          + ("it was already current" if result.get("unchanged")
-                                             else "the new version was not made current"))
+                    if setup:
+                        if on_stage is not None:
+                            on_stage("setting up the bundle's runtime on the device"
+                                     + (" (from its package index)" if index else " (from the bundle's wheels)"))
+                        result["setup"] = device.call("setup", root=dest, name=local.name, release=staged,
+                                                      index=index, timeout=setup_timeout)
+                    if spec is not None:
+                        if on_stage is not None:
+                            on_stage("running the bundle's check on the device")
+                        result["check"] = run_check(device, local, spec, dest, staged, check_timeout, target,
+                                                     result.get("unchanged"))
                 except BaseException:
                     with contextlib.suppress(DeployError, OSError, paramiko.SSHException):
                         device.call("discard", root=dest, name=local.name, release=staged)
@@ -489,6 +500,19 @@ def deploy(bundle: Path, target: Target, *, dest: str = DEFAULT_DEST, known_host
                 result.update(device.call("commit", root=dest, name=local.name, release=staged))
     result.update(host=target.label, user=target.user, name=local.name)
     return result
+
+
+def run_check(device: Device, local: LocalBundle, spec: dict, dest: str, release: str, timeout: float,
+               target: Target, unchanged: bool | None) -> dict:
+    ran = device.call("check", root=dest, name=local.name, release=release, timeout=timeout)
+    expected = json.loads((local.folder / spec["expected"]).read_text(encoding="utf-8"))
+    c = compare_predictions(expected, ran["predictions"])
+    c["python"] = ran.get("python")
+    if c["flipped"]:
+        raise DeployError(f"{target.label}: --check failed: top-1 differs from the host's on {c['flipped']} of "
+                          f"{c['images']} sample images (logits max |diff| {c['max_abs_diff']:.3g}); "
+                          + ("it was already current" if unchanged else "the new version was not made current"))
+    return c
 
 
 def rollback(name: str, target: Target, *, dest: str = DEFAULT_DEST, known_hosts: KnownHosts,

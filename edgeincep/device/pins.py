@@ -15,6 +15,9 @@ NUMPY = "numpy==2.4.6"
 PILLOW = "pillow==13.0.0"
 LITERT = "ai-edge-litert==2.3.0"
 OPENVINO = "openvino==2026.4.1"
+# The installer a bundle carries with its wheels (run from its own wheel file on the device); 25.0 is the last
+# pip for Python 3.8 (JetPack 5), and installs on 3.9-3.13 alike.
+PIP = "pip==25.0.1"
 
 REQUIREMENTS: dict[str, list[str]] = {
     "rpi": [LITERT, NUMPY, PILLOW],

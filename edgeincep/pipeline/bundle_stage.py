@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeincep.bundle.device_bundle import write_device_bundle
+from edgeincep.bundle.device_bundle import runtime_entry, write_device_bundle
 from edgeincep.bundle.writer import BundleResult
 from edgeincep.console import err
 from edgeincep.core.artifact import Artifact, sidecar_path
@@ -39,17 +39,24 @@ def device_target(device: str, path: Path) -> str:
 
 def write_artifact_bundle(art: Artifact, device: str, entry: dict, recipe: RecipeBase, out_dir: Path, *,
                           reference: dict | None = None, images: dict | None = None, sample_dir: Path | None = None,
-                          threads: int = 0) -> BundleResult | None:
-    """The artifact's bundle for `device`; None when its backend makes none for it (float references)."""
+                          threads: int = 0, wheels: bool = False, device_python: str | None = None
+                          ) -> BundleResult | None:
+    """The artifact's bundle for `device`; None when its backend makes none for it (float references). It carries
+    the device's wheels when `wheels` or the recipe's bundle.wheels says so."""
     backend = get_backend(art.target)
     spec = backend.bundle_spec(art, device, recipe)
     if spec is None:
         return None
+    settings = getattr(recipe, "bundle", None)
+    runtime = runtime_entry(spec, wheels or bool(settings and settings.wheels),
+                            device_python or (settings.python if settings else None))
     return write_device_bundle(spec, art, backend.load(art, threads), backend.metadata(art), entry,
-                               recipe.model_dump(), out_dir, reference=reference, images=images, sample_dir=sample_dir)
+                               recipe.model_dump(), out_dir, reference=reference, images=images, sample_dir=sample_dir,
+                               runtime=runtime)
 
 
-def write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_dir: Path) -> None:
+def write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_dir: Path, *,
+                  wheels: bool = False) -> None:
     """A device bundle for each artifact whose backend makes one, once it has passed its drift gate."""
     for art, entry in zip(artifacts, record["artifacts"], strict=True):
         devices = get_backend(art.target).bundle_devices
@@ -60,7 +67,8 @@ def write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_di
             continue
         with err.status(f"writing the {art.target} device bundle"):
             res = write_artifact_bundle(art, devices[0], entry, recipe_model().model_validate(recipes[art.target]),
-                                        out_dir, reference=record["reference"], images=record["images"])
+                                        out_dir, reference=record["reference"], images=record["images"],
+                                        wheels=wheels)
         if res is not None:  # float references get no bundle of their own
             entry["bundle"] = res.to_dict()
 
@@ -105,7 +113,7 @@ def _report_entry(art: Artifact) -> tuple[dict, dict | None, dict | None, Recipe
 
 
 def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path | None = None,
-                    threads: int = 0) -> BundleResult:
+                    threads: int = 0, wheels: bool = False, device_python: str | None = None) -> BundleResult:
     """`edgeincep bundle`: the device bundle for one artifact file, with the host's numbers when a report has them."""
     art = _artifact(Path(path), device)
     if device not in get_backend(art.target).bundle_devices:
@@ -122,7 +130,7 @@ def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path 
     if art.precision != "int8":
         raise UserError(f"this is a {art.precision} artifact; device bundles carry the INT8 model", path)
     result = write_artifact_bundle(art, device, entry, recipe or recipe_model()(), out_dir, reference=reference,
-                                   images=images, threads=threads)
+                                   images=images, threads=threads, wheels=wheels, device_python=device_python)
     if result is None:
         raise UserError(f"the {art.target} backend makes no {device} bundle for this artifact", path)
     return result

@@ -169,15 +169,16 @@ def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> 
 
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
-                 recipe_path: Path | None = None) -> dict:
+                 recipe_path: Path | None = None, wheels: bool = False) -> dict:
     out_dir = ensure_writable_dir(out_dir)
     with output_lock(out_dir):
         return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
-                    out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path)
+                    out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
+                    wheels=wheels)
 
 
 def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
-         limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None) -> dict:
+         limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None, wheels: bool) -> dict:
     calib_root = calib_dir or default_calibration()
     meter = StageMeter()
     with meter.stage("export"):
@@ -225,7 +226,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
             failures.append(f"{entry['target']}:{entry['precision']}: {'; '.join(entry['gate']['violations'])}")
     if any(get_backend(a.target).bundle_devices for a in artifacts):
         with meter.stage("bundle"):
-            write_bundles(artifacts, record, recipes, out_dir)
+            write_bundles(artifacts, record, recipes, out_dir, wheels=wheels)
         with meter.stage("device"):
             _emulate_bundles(fp32, artifacts, record, images, pre, val_recipe.device_images, threads)
     report = {"schema": SCHEMA, "model": model_name, "weights": weights, "export": exported.to_dict(),

@@ -51,15 +51,7 @@ def confidence_histograms(hists: dict[str, list[int]]) -> str:
 
 
 def size_bars(sizes: dict[str, float]) -> str:
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(sizes)))
-    names = list(sizes)
-    ax.barh(names, [sizes[n] for n in names], color="#4c72b0")
-    for i, n in enumerate(names):
-        ax.text(sizes[n], i, f" {sizes[n]:.2f} MB", va="center", fontsize=8)
-    ax.set_xlabel("file size (MB)")
-    ax.invert_yaxis()
-    ax.set_title("Artifact size")
-    return _png(fig)
+    return named_bars(sizes, "file size (MB)", "Artifact size", "{:.2f} MB")
 
 
 def _artifact_bars(rows: list[dict], values: list[float]):
@@ -98,4 +90,17 @@ def throughput_bars(rows: list[dict]) -> str:
     ax.set_xlabel(f"images per second at batch {rows[0]['throughput']['batch']}")
     ax.set_xlim(0, max(ips) * 1.25)
     ax.set_title("Throughput")
+    return _png(fig)
+
+
+def named_bars(values: dict[str, float], xlabel: str, title: str, fmt: str = "{:.2f}") -> str:
+    """One labelled horizontal bar per name, first on top."""
+    fig, ax = plt.subplots(figsize=(6, 0.7 + 0.45 * len(values)))
+    names = list(values)
+    ax.barh(names, [values[n] for n in names], color="#4c72b0")
+    for i, n in enumerate(names):
+        ax.text(values[n], i, " " + fmt.format(values[n]), va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.invert_yaxis()
+    ax.set_title(title)
     return _png(fig)

@@ -1,5 +1,5 @@
-"""Device-bundle fixtures: the reference model's INT8 artifacts of the bundle-making backends, and image files in
-every mode the host preprocessing handles."""
+"""Device-bundle fixtures: image files in every mode the host preprocessing handles (the INT8 artifacts the
+bundles are made of are tests/conftest.py's)."""
 from __future__ import annotations
 
 import io
@@ -11,22 +11,6 @@ import pytest
 from PIL import Image
 
 from edgeincep.paths import DEFAULT_CALIBRATION
-
-
-@pytest.fixture(scope="session")
-def tflite_int8(build_int8):
-    return build_int8("tflite")
-
-
-@pytest.fixture(scope="session")
-def edgetpu_int8(build_int8):
-    return build_int8("edgetpu")
-
-
-@pytest.fixture(scope="session")
-def openvino_int8(build_int8):
-    # Fast bias correction: the full one costs ~30 s here and the bundle tests need an INT8 IR, not its best accuracy.
-    return build_int8("openvino", openvino={"fast_bias_correction": True})
 
 
 @pytest.fixture(scope="session")

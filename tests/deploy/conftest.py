@@ -1,124 +1,16 @@
-"""A real OpenSSH server on 127.0.0.1 for the deploy tests: throwaway host and user keys, stopped at the end.
-
-`make test` installs Debian's openssh-server; without it the tests skip, or fail under CI (prerequisites.py).
-"""
+"""The deploy tests' device: a real OpenSSH server on 127.0.0.1 (tests/sshd_server.py), one per session."""
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import prerequisites
 import pytest
-
-SSHD = Path("/usr/sbin/sshd")
-
-
-def require_openssh() -> None:
-    missing = [str(p) for p in (SSHD,) if not p.exists()] + [t for t in ("ssh-keygen",) if shutil.which(t) is None]
-    if missing:
-        prerequisites.missing(f"OpenSSH is not installed ({', '.join(missing)} missing: Debian's openssh-server, "
-                              "openssh-client)")
-
-
-def keygen(path: Path, comment: str) -> str:
-    """A passphrase-less ed25519 key pair at `path`; returns the public line `ssh-ed25519 AAAA...`."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
-    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
-
-
-def ssh_fingerprint(pub: Path) -> str:
-    """The fingerprint as OpenSSH itself prints it, to hold our own formatting against."""
-    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)], check=True, capture_output=True,
-                         text=True).stdout.split()
-    return out[1]
-
-
-@dataclass
-class Sshd:
-    port: int
-    user: str
-    identity: Path
-    host_pub_line: str
-    host_pub: Path
-    dir: Path
-
-    keygen = staticmethod(keygen)
-    ssh_fingerprint = staticmethod(ssh_fingerprint)
-
-    def known_hosts(self, path: Path, line: str | None = None) -> Path:
-        """A known_hosts file holding `line` (default: this server's real key) for [127.0.0.1]:port."""
-        path.write_text(f"[127.0.0.1]:{self.port} {line or self.host_pub_line}\n")
-        return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _banner(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            return s.recv(64).startswith(b"SSH-2.0-")
-    except OSError:
-        return False
+from sshd_server import Sshd, start_sshd, stop_sshd
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory) -> Iterator[Sshd]:
-    require_openssh()
-    d = tmp_path_factory.mktemp("sshd")
-    host_line = keygen(d / "host_key", "edgeincep-test-host")
-    (d / "host_key.pub").rename(d / "host.pub")
-    keygen(d / "user_key", "edgeincep-test-user")
-    (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    os.chmod(d / "authorized_keys", 0o600)
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation chroot, needed as root
-    for _ in range(3):  # another process may take the free port between our probe and sshd's bind
-        port = _free_port()
-        (d / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {d / "host_key"}
-PidFile {d / "sshd.pid"}
-AuthorizedKeysFile {d / "authorized_keys"}
-StrictModes no
-UsePAM no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-MaxStartups 50
-LogLevel VERBOSE
-""")
-        log = (d / "sshd.log").open("ab")
-        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline and not _banner(port):
-            time.sleep(0.05)
-        if proc.poll() is None and _banner(port):
-            break
-        proc.kill()
-        proc.wait()
-    else:
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()[-2000:]}")
+    server, proc = start_sshd(tmp_path_factory.mktemp("sshd"))
     try:
-        # sshd logs in the account of this uid, whatever USER says.
-        yield Sshd(port, pwd.getpwuid(os.geteuid()).pw_name, d / "user_key", host_line, d / "host.pub", d)
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_sshd(proc)

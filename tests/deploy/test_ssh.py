@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from user_cli import cli, one_error_line
 
 from edgeincep.bundle.writer import write_bundle
 from edgeincep.deploy import remote, ssh
@@ -33,19 +34,6 @@ SIZE = 16
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-def cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The installed CLI in a fresh process: what a user sees, exit code and all."""
-    return subprocess.run([sys.executable, "-m", "edgeincep", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    return lines[0]
-
 
 def plain_bundle(root: Path, version: str, name: str = "demo", extra: dict[str, bytes] | None = None) -> Path:
     files: dict[str, bytes | str | Path] = {"model.bin": f"weights {version}\n".encode() * 50,

@@ -14,13 +14,14 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 from edgeincep.core.errors import UserError
+from edgeincep.device import wheels
+from edgeincep.device.wheels import pip_download
 
 SOURCE = Path(__file__).with_name("et_runner.cpp")
 RUNNER = "libet_runner.so"
@@ -31,14 +32,10 @@ LINK = ["-Wl,--no-as-needed", "-lexecutorch_backend_xnnpack", "-lexecutorch_kern
         "-lexecutorch_threadpool", "-lexecutorch", "-Wl,--as-needed"]
 COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "g++"}
 INSTALL_HINT = {"aarch64": "apt-get install g++-aarch64-linux-gnu", "x86_64": "apt-get install g++"}
-# The aarch64 wheels are manylinux_2_28; name every tag a current board's pip accepts (see ci/arm64-sysroot.sh).
-_PLATFORMS = ["manylinux2014_aarch64", *(f"manylinux_2_{m}_aarch64" for m in range(17, 40))]
 
 
 def cache_root() -> Path:
-    base = os.environ.get("EDGEINCEP_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                              os.path.expanduser("~/.cache"), "edgeincep")
-    return Path(base) / "executorch-runtime"
+    return wheels.cache_root() / "executorch-runtime"
 
 
 def executorch_version() -> str:
@@ -54,15 +51,11 @@ def _host_package() -> Path:
 
 def _wheel_package(version: str, work: Path) -> Path:
     """ExecuTorch's aarch64 wheel, downloaded (no dependencies) and unpacked: its lib/ and include/."""
-    wheels = work / "wheel"
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
-           "--only-binary=:all:", *(a for p in _PLATFORMS for a in ("--platform", p)), "--python-version", "3.11",
-           "--implementation", "cp", "--abi", "cp311", "-d", str(wheels), f"executorch=={version}"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(wheels.glob("executorch-*.whl"))
-    if done.returncode != 0 or not found:
-        last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise UserError(f"cannot download executorch=={version} for aarch64 (the bundle's runtime libraries): {last}")
+    try:
+        found = pip_download([f"executorch=={version}"], work / "wheel", machine="aarch64", glibc="2.39",
+                             python="3.11", deps=False)
+    except UserError as e:
+        raise UserError(f"executorch=={version} for aarch64 (the bundle's runtime libraries): {e}") from None
     with zipfile.ZipFile(found[0]) as whl:
         whl.extractall(work / "unpacked", [n for n in whl.namelist()
                                            if n.startswith(("executorch/lib/", "executorch/include/"))])

@@ -7,6 +7,7 @@ from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleSpec
 from edgeincep.core.errors import UserError
 from edgeincep.device import RUNNER_SOURCE, pins
+from edgeincep.device.wheels import PLATFORMS
 
 DEVICE = "intel"
 
@@ -28,4 +29,5 @@ def intel_bundle(art: Artifact) -> BundleSpec:
                 "inference_precision": art.meta.get("inference_precision", "f32"),
                 "performance_hint": art.meta.get("performance_hint", "latency")},
         runner_source=RUNNER_SOURCE, requirements=tuple(pins.REQUIREMENTS[DEVICE]),
-        requirements_txt=pins.requirements_txt(DEVICE), tolerance=_tolerance, title="Intel CPU, OpenVINO CPU plugin")
+        requirements_txt=pins.requirements_txt(DEVICE), tolerance=_tolerance, title="Intel CPU, OpenVINO CPU plugin",
+        platform=PLATFORMS[DEVICE], imports=("numpy", "PIL", "openvino"))

@@ -19,6 +19,7 @@ from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleFacts, BundleSpec
 from edgeincep.core.settings import RecipeBase
 from edgeincep.device import JETSON_RUNNER_SOURCE
+from edgeincep.device.wheels import PLATFORMS
 
 ENGINE = "model.engine"
 ONNX = "model.int8.qdq.onnx"
@@ -137,4 +138,5 @@ def jetson_bundle(art: Artifact, recipe: RecipeBase) -> BundleSpec:
                       tolerance=lambda host: _tolerance(host, on_engine), readme=readme_text, extra_files=extra_files,
                       manifest={"written_for": {"jetpack": s.jetpack, "tensorrt": s.tensorrt_version},
                                 "trtexec": trtexec},
-                      executable=frozenset({"build_engine.sh", "run.py"}))
+                      executable=frozenset({"build_engine.sh", "run.py"}),
+                      platform=PLATFORMS["jetson"], imports=("numpy", "PIL"))

@@ -1,4 +1,4 @@
-"""The reference model's LiteRT builds (the INT8 one is the root `build_int8` fixture's, shared with other tests)."""
+"""The reference model's LiteRT builds (the INT8 one is tests/conftest.py's `tflite_int8`, shared with other tests)."""
 from __future__ import annotations
 
 import pytest
@@ -11,8 +11,3 @@ from edgeincep.registry import get_backend
 def tflite_floats(reference_fp32) -> dict:
     arts = get_backend("tflite").references(reference_fp32, Recipe(), reference_fp32.parent)
     return {a.precision: a for a in arts}
-
-
-@pytest.fixture(scope="session")
-def tflite_int8(build_int8):
-    return build_int8("tflite")
