@@ -231,8 +231,11 @@ def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, js
               help="Recipe YAML (default: recipes/<model>.<target>.yaml, else recipes/default.<target>.yaml).")
 @click.option("--wheels", is_flag=True,
               help="Device bundles carry their runtime's wheels for the device (offline `deploy --setup`).")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Validate on Ray: the images split across tasks (a local runtime, or --ray-address).")
+@click.option("--ray-address", default=None, help="With --ray: join this Ray cluster (HOST:PORT).")
 def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path,
-            wheels) -> None:
+            wheels, use_ray, ray_address) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
     from edgeincep.data.folders import scan_folder
     from edgeincep.pipeline.run import run_pipeline
@@ -244,7 +247,7 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
     scan_folder(val_dir)
     run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                  out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
-                 wheels=wheels)
+                 wheels=wheels, ray=use_ray or ray_address is not None, ray_address=ray_address)
 
 
 @main.command("train")
@@ -340,6 +343,43 @@ def deploy_cmd(bundle, host, port, identity, known_hosts, accept_new_host_key, d
         result = ssh.deploy(bundle, target, accept_new=accept_new_host_key, check=check, setup=setup, index=index,
                             on_start=on_start, on_bytes=on_bytes, on_stage=on_stage, **common)
     report.print_deploy(result)
+
+
+@main.command("sweep")
+@click.option("--model", "models", multiple=True, required=True, help="A model (repeatable).")
+@click.option("--target", "targets", multiple=True, required=True, help="A target (repeatable).")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Sweep YAML: grid of dotted recipe keys -> values, optional random: {trials, seed}.")
+@click.option("--val", "val_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--weights", default="reference", show_default=True)
+@click.option("--limit", type=int, default=None, help="Validate each trial on a balanced subset of this many images.")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where trials write their artifacts and results; on a cluster, a folder every node sees "
+                   "(default: OUT/store).")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Join this Ray cluster (HOST:PORT); default: a local Ray runtime for this command.")
+@click.option("--no-ray", is_flag=True, help="Run the trials one after another in this process.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Runtime threads per trial.")
+def sweep_cmd(models, targets, grid_file, val_dir, out_dir, weights, limit, store, ray_address, no_ray,
+              threads) -> None:
+    """Build and validate every (model, target, recipe variant) as a Ray task; Pareto fronts and winning recipes."""
+    from edgeincep.data.folders import scan_folder
+    from edgeincep.report.sweep import print_sweep, sweep_progress, write_reports
+    from edgeincep.sweep.run import sweep
+    from edgeincep.sweep.space import load_space, variants
+
+    space = load_space(grid_file)
+    scan_folder(val_dir)
+    total = len(models) * len(targets) * len(variants(space))
+    with sweep_progress(total) as on_event:
+        record = sweep(list(models), list(targets), space, weights=weights, val_dir=val_dir, out_dir=out_dir,
+                       limit=limit, store=store, use_ray=not no_ray, address=ray_address, threads=threads,
+                       on_event=on_event, on_export=lambda m: err.print(f"exporting {m} into the store"))
+    print_sweep(record)
+    for path in write_reports(record, Path(out_dir)):
+        err.print(f"wrote {path}")
+    err.print(f"wrote {Path(out_dir) / 'sweep.json'}")
 
 
 @main.group("fleet")

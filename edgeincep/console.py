@@ -18,10 +18,10 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
-def progress() -> Progress:
+def progress(disable: bool = False) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False, disable=disable,
     )
 
 

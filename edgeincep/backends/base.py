@@ -38,6 +38,9 @@ class Backend(ABC):
     libraries: ClassVar[tuple[str, ...]] = ()
     # Devices this backend writes bundles for; `edgeincep run` writes one for the first.
     bundle_devices: ClassVar[tuple[str, ...]] = ()
+    # Peak memory of one build of a reference model with its validation, for schedulers (`edgeincep sweep`
+    # declares it to Ray so a node never runs more builds than it can hold).
+    build_memory_gb: ClassVar[float] = 1.0
 
     def unavailable_reason(self) -> str | None:
         """None when the backend's tools import here; else why not (shown when it is skipped)."""

@@ -70,7 +70,7 @@ def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, 
     return score
 
 
-def _calib_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
+def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
     from edgeincep.data.folders import scan_folder
 
     images: ImageSet = scan_folder(calib_root)
@@ -169,16 +169,18 @@ def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> 
 
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
-                 recipe_path: Path | None = None, wheels: bool = False) -> dict:
+                 recipe_path: Path | None = None, wheels: bool = False, ray: bool = False,
+                 ray_address: str | None = None) -> dict:
     out_dir = ensure_writable_dir(out_dir)
     with output_lock(out_dir):
         return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                     out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
-                    wheels=wheels)
+                    wheels=wheels, ray=ray, ray_address=ray_address)
 
 
 def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
-         limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None, wheels: bool) -> dict:
+         limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None, wheels: bool, ray: bool,
+         ray_address: str | None) -> dict:
     calib_root = calib_dir or default_calibration()
     meter = StageMeter()
     with meter.stage("export"):
@@ -203,7 +205,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         calib = calib_cache[key]
         with meter.stage(f"build:{t.name}"), \
                 err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
-            art, fb = build_with_fallback(t, fp32, calib, _calib_labels(calib_root, calib, class_names), recipe,
+            art, fb = build_with_fallback(t, fp32, calib, calibration_labels(calib_root, calib, class_names), recipe,
                                           out_dir, threads)
             # The runtime's own float builds, validated and gated like the INT8 one: they prove the
             # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
@@ -212,7 +214,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         fallbacks[art.name] = fb
     with meter.stage("validate"):
         record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad,
-                          batch_size=val_recipe.batch_size)
+                          batch_size=val_recipe.batch_size, ray=ray, ray_address=ray_address)
     with meter.stage("latency"):
         latency = _latency(fp32, artifacts, pre, threads)
     for entry in [record["reference"], *record["artifacts"]]:

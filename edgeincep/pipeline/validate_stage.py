@@ -30,13 +30,22 @@ def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
 
 
 def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, *, threads: int = 0,
-             batch_size: int = 64, skip_bad: bool = False) -> dict:
+             batch_size: int = 64, skip_bad: bool = False, ray: bool = False, ray_address: str | None = None,
+             shards: int = 0) -> dict:
+    """FP32 and every artifact over `images`: accuracy, drift. With `ray`, the images are split across Ray tasks
+    (validate/sharded.py), giving the same logits as this process would."""
     meta = read_metadata(reference_onnx)
     pre = preprocess_from_metadata(meta, reference_onnx)
     names = labels_from_metadata(meta) or images.class_names
     ref_art = reference_artifact(reference_onnx)
     predictors = [reference_predictor(reference_onnx, threads), *(get_backend(a.target).load(a, threads) for a in artifacts)]
-    logits, _, kept = run_predictors(predictors, images, pre, batch_size=batch_size, skip_bad=skip_bad)
+    if ray:
+        from edgeincep.validate.sharded import sharded_logits
+
+        logits, _, kept = sharded_logits(reference_onnx, artifacts, images, pre, batch_size=batch_size,
+                                         threads=threads or 1, skip_bad=skip_bad, shards=shards, address=ray_address)
+    else:
+        logits, _, kept = run_predictors(predictors, images, pre, batch_size=batch_size, skip_bad=skip_bad)
     labels = model_labels(images.subset(kept), labels_from_metadata(meta))
     paths = [str(images.paths[i]) for i in kept]
     ref = logits[predictors[0].name]

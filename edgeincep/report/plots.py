@@ -104,3 +104,19 @@ def named_bars(values: dict[str, float], xlabel: str, title: str, fmt: str = "{:
     ax.invert_yaxis()
     ax.set_title(title)
     return _png(fig)
+
+
+def pareto_scatter(title: str, points: list[tuple[str, float, float, bool]]) -> str:
+    """(label, latency ratio to FP32, top-1 agreement %, on the front) per trial: the front in orange, joined."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, x, y, on_front in points:
+        ax.scatter([x], [y], color="#dd8452" if on_front else "#4c72b0", s=40 if on_front else 22, zorder=3)
+        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    front = sorted((x, y) for _, x, y, f in points if f)
+    if len(front) > 1:
+        ax.plot(*zip(*front, strict=True), color="#dd8452", lw=1, zorder=2)
+    ax.set_xlabel("batch-1 latency / FP32 (lower is better)")
+    ax.set_ylabel("top-1 agreement with FP32 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _png(fig)

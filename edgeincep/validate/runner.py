@@ -14,10 +14,10 @@ from edgeincep.data.folders import ImageSet, iter_batches
 
 
 def run_predictors(predictors: list[Predictor], images: ImageSet, cfg: Preprocess, *, batch_size: int = 64,
-                   skip_bad: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[int]]:
+                   skip_bad: bool = False, show: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[int]]:
     outs: dict[str, list[np.ndarray]] = {p.name: [] for p in predictors}
     labels, kept = [], []
-    with progress() as bar:
+    with progress(disable=not show) as bar:
         task = bar.add_task(f"validate {len(predictors)} model(s)", total=len(images))
         for x, y, idx in iter_batches(images, cfg, batch_size, skip_bad=skip_bad):
             for p in predictors:

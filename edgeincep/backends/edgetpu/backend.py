@@ -90,6 +90,7 @@ class EdgeTpuBackend(LiteRtBackendMixin, Backend):
     name = "edgetpu"
     description = "Coral Edge TPU: full-integer INT8 .tflite with uint8 I/O, compatibility report, edgetpu_compiler"
     bundle_devices = ("coral", "rpi")  # no section of its own: it reads `tflite:`, fixing some keys
+    build_memory_gb = 3.0  # TensorFlow and onnx2tf in the converting child
     suffixes = ()  # a .tflite found without its record is taken as the tflite backend's
     # Coral's compiler maps int8 AVERAGE_POOL_2D itself: the pools stay pools (one op, not two).
     fixed: ClassVar[dict[str, object]] = {"io": "uint8", "depthwise_pools": False}

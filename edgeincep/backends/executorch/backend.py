@@ -40,6 +40,7 @@ class ExecuTorchBackend(Backend):
     file_format = "pte"
     libraries = ("executorch", "torchao")
     bundle_devices = ("rpi",)
+    build_memory_gb = 2.5  # torch.export, PT2E and lowering
 
     def unavailable_reason(self) -> str | None:
         from edgeincep.backends.executorch.quiet import quiet_python

@@ -188,6 +188,7 @@ class OpenVinoBackend(Backend):
     suffixes = (".xml",)
     file_format = "openvino-ir"
     bundle_devices = ("intel",)
+    build_memory_gb = 2.0  # NNCF's statistics
     libraries = LIBS
 
     def unavailable_reason(self) -> str | None:

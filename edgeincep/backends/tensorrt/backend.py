@@ -64,6 +64,7 @@ class TensorRtBackend(Backend):
     description = "TensorRT (Jetson / NVIDIA GPU): ModelOpt Q/DQ INT8 ONNX, checked on CPU; engine built on the device"
     settings = TensorRtSettings
     bundle_devices = ("jetson",)
+    build_memory_gb = 2.5  # ModelOpt and torch in its child
     libraries = (*LIBS, "tensorrt")
 
     def unavailable_reason(self) -> str | None:

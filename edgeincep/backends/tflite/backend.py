@@ -23,6 +23,7 @@ class TfliteBackend(LiteRtBackendMixin, Backend):
     description = "TFLite/LiteRT with XNNPACK (ARM CPUs, Raspberry Pi): full-integer INT8, FP32 and FP16"
     settings = TfliteSettings
     bundle_devices = ("rpi", "coral")
+    build_memory_gb = 3.0  # TensorFlow and onnx2tf in the converting child
 
     def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
         """The float .tflite files, validated beside INT8: FP32 proves the conversion itself is exact."""
