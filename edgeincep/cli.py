@@ -400,10 +400,13 @@ def fleet_group() -> None:
 @click.option("--no-deploy", is_flag=True, help="Use what the boards run now (re-verified and checked) instead of "
                                                "deploying BUNDLE first.")
 @click.option("--setup", is_flag=True, help="Deploy with --setup (the bundle's wheels into an environment).")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run each board's shard loop as a Ray task on a node offering `board:<device>` resources.")
+@click.option("--ray-address", default=None, help="With --ray: the Ray cluster (HOST:PORT); default a local runtime.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def fleet_validate_cmd(bundle, hosts_file, images_dir, fp32_onnx, shard_size, no_deploy, setup, json_out,
-                       html_out) -> None:
+def fleet_validate_cmd(bundle, hosts_file, images_dir, fp32_onnx, shard_size, no_deploy, setup, use_ray, ray_address,
+                       json_out, html_out) -> None:
     """Deploy BUNDLE to the matching boards and classify IMAGES on them, sharded; compare with the host.
 
     Exit 13 when a board's results differ from the host's beyond the bundle's tolerance, 14 when some images
@@ -419,8 +422,8 @@ def fleet_validate_cmd(bundle, hosts_file, images_dir, fp32_onnx, shard_size, no
     if fp32_onnx is not None and not fp32_onnx.is_file():
         raise UserError("FP32 ONNX not found", fp32_onnx)
     with fleet_progress() as on_event:
-        record = Fleet(bundle, inventory, deploy=not no_deploy, setup=setup, on_event=on_event).run(
-            images_dir, shard_size=shard_size, fp32=fp32_onnx)
+        record = Fleet(bundle, inventory, deploy=not no_deploy, setup=setup, on_event=on_event, ray=use_ray,
+                       ray_address=ray_address).run(images_dir, shard_size=shard_size, fp32=fp32_onnx)
     print_fleet(record)
     if json_out:
         err.print(f"wrote {write_text_atomic(json_out, _json.dumps(record, indent=1, default=str))}")

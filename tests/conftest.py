@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,24 @@ from edgeincep.registry import get_backend
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_auth(tmp_path_factory):
+    """One throwaway Ray token for the whole session (Ray's token authentication, its default for clusters):
+    Ray reads its auth settings once per process, so every runtime this process starts or joins, local or a
+    loopback cluster, and every CLI it runs must use the same."""
+    token = tmp_path_factory.mktemp("ray-auth") / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -23,10 +23,14 @@ def split(count: int, size: int) -> list[Shard]:
     return [Shard(i, list(range(start, min(start + size, count)))) for i, start in enumerate(range(0, count, size))]
 
 
+WAIT = "wait"  # try_take: nothing to take now, but a shard that is out may come back
+
+
 class ShardQueue:
     def __init__(self, shards: list[Shard], max_attempts: int = 3):
         self._todo = deque(shards)
         self._running: dict[int, str] = {}
+        self._out: dict[int, Shard] = {}
         self._cond = threading.Condition()
         self.max_attempts = max_attempts
         self.results: dict[int, tuple[str, object]] = {}  # shard index -> (board, result)
@@ -42,6 +46,17 @@ class ShardQueue:
                 return None
             shard = self._todo.popleft()
             self._running[shard.index] = board
+            self._out[shard.index] = shard
+            return shard
+
+    def try_take(self, board: str) -> Shard | str | None:
+        """take() without waiting, for a caller that cannot block (a Ray actor): a shard, WAIT, or None when done."""
+        with self._cond:
+            if not self._todo:
+                return WAIT if self._running else None
+            shard = self._todo.popleft()
+            self._running[shard.index] = board
+            self._out[shard.index] = shard
             return shard
 
     def complete(self, shard: Shard, board: str, result: object) -> bool:
@@ -66,6 +81,11 @@ class ShardQueue:
             else:
                 self._todo.appendleft(shard)
             self._cond.notify_all()
+
+    def release(self, board: str, why: str) -> None:
+        """`board` is gone (its process died without saying which shard it held): its shards go back."""
+        for index in [i for i, b in self._running.items() if b == board]:
+            self.fail(self._out[index], board, why)
 
     def abandon(self) -> list[Shard]:
         """No board is left: whatever was not done is lost."""

@@ -72,6 +72,7 @@ class BoardRun:
     wall_s: float = 0.0               # from packing the shard to its results on the host
     device_s: float = 0.0             # run.py on the board, interpreter start included
     failures: list[str] = field(default_factory=list)
+    node: str | None = None           # the Ray node its shard loop ran on (None: a thread of this process)
 
 
 @dataclass
@@ -163,9 +164,11 @@ class Fleet:
     """One `fleet validate` run: the boards, the queue, and the results as they come back."""
 
     def __init__(self, bundle: Path, inventory: Inventory, *, deploy: bool = True, setup: bool = False,
-                 check_timeout: float = 600.0, shard_timeout: float = 1800.0, on_event: Event | None = None):
+                 check_timeout: float = 600.0, shard_timeout: float = 1800.0, on_event: Event | None = None,
+                 ray: bool = False, ray_address: str | None = None):
         self.bundle, self.inventory = Path(bundle), inventory
         self.deploy, self.setup = deploy, setup
+        self.ray, self.ray_address = ray or ray_address is not None, ray_address
         self.check_timeout, self.shard_timeout = check_timeout, shard_timeout
         self.on_event = on_event or (lambda kind, board, details: None)
         default_kh = ssh.default_known_hosts()
@@ -294,15 +297,25 @@ class Fleet:
 
             self.on_event("start", "", {"images": len(images.paths), "shards": queue.total,
                                         "boards": [r.board.name for r in ready]})
-            work = [threading.Thread(target=self._work, args=(r, local.name, queue, images.paths, collect),
-                                     daemon=True) for r in ready]
             t0 = time.perf_counter()
-            for t in work:
-                t.start()
-            for t in work:
-                t.join()
+            if self.ray:
+                from edgeincep.fleet.ray_boards import run_on_ray
+
+                results, lost, runs = run_on_ray(self, ready, local.name, images.paths,
+                                                 split(len(images.paths), shard_size), self.ray_address, self.on_event)
+                by_name = {r.board.name: r for r in runs}
+                self.boards = [by_name.get(r.board.name, r) for r in self.boards]
+                for index, (board, rows) in sorted(results.items()):
+                    collect(Shard(index, []), board, rows)
+            else:
+                work = [threading.Thread(target=self._work, args=(r, local.name, queue, images.paths, collect),
+                                         daemon=True) for r in ready]
+                for t in work:
+                    t.start()
+                for t in work:
+                    t.join()
+                lost = queue.abandon()
             sharding_s = time.perf_counter() - t0
-            lost = queue.abandon()
             record = summarize(self, local, images, expected, host, host_backend, ref, device, owner, errors, lost)
             record["images"]["shards"] = queue.total
             record["sharding_s"] = round(sharding_s, 2)
@@ -369,6 +382,7 @@ def summarize(fleet: Fleet, local: ssh.LocalBundle, images: Images, expected: di
     for r in fleet.boards:
         entry = {"name": r.board.name, "host": r.target.label, "user": r.target.user, "device": r.board.device,
                  "labels": r.board.labels, "state": r.state, "reason": r.reason, "release": r.release,
+                 "ray_node": r.node,
                  "python": r.python, "backend": r.backend, "versions": r.versions, "shards": r.shards,
                  "failures": r.failures}
         idx = [i for i, o in enumerate(owner) if o == r.board.name]

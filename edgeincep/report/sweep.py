@@ -16,7 +16,8 @@ from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
 from edgeincep.report.html import CSS, _e
 
-HEADERS = ["trial", "variant", "status", "top-1", "agreement", "SQNR dB", "p50 ms", "x FP32", "MB", "s", "front"]
+HEADERS = ["#", "model", "target", "trial", "variant", "status", "top-1", "agreement", "SQNR dB", "p50 ms", "x FP32",
+           "MB", "s", "front"]
 
 
 @contextlib.contextmanager
@@ -50,11 +51,12 @@ def sweep_progress(total: int) -> Iterator[Callable]:
         bar.stop()
 
 
-def _row(r: dict, on_front: bool) -> list[str]:
+def _row(n: int, r: dict, on_front: bool) -> list[str]:
+    head = [str(n), r["model"], r["target"], r["id"].rsplit(".", 1)[-1], r.get("label", "")]
     if r["status"] != "ok":
-        return [r["id"], r.get("label", ""), f"failed: {r.get('error')}", "", "", "", "", "", "", "", ""]
+        return [*head, f"failed: {r.get('error')}", "", "", "", "", "", "", "", ""]
     top1 = "—" if r.get("top1") is None else f"{100 * r['top1']:.2f}%"
-    return [r["id"], r["label"], "ok" + (" (store)" if r.get("resumed") else ""), top1,
+    return [*head, "ok" + (" (store)" if r.get("resumed") else ""), top1,
             f"{100 * r['top1_agreement']:.2f}%", f"{r['sqnr_db']:.1f}", f"{r['p50_ms']:.2f}",
             f"{r['latency_ratio']:.2f}", f"{r['size_bytes'] / 1e6:.2f}", f"{r.get('seconds', 0):.0f}",
             "★" if on_front else ""]
@@ -62,7 +64,7 @@ def _row(r: dict, on_front: bool) -> list[str]:
 
 def rows(record: dict) -> list[list[str]]:
     on_front = {i for ids in record["fronts"].values() for i in ids}
-    return [_row(r, r["id"] in on_front) for r in record["trials"]]
+    return [_row(n, r, r["id"] in on_front) for n, r in enumerate(record["trials"], 1)]
 
 
 def print_sweep(record: dict) -> None:
@@ -70,7 +72,8 @@ def print_sweep(record: dict) -> None:
     table = Table(title=f"sweep: {c['trials']} trials, {c['ok']} ok, {c['failed']} failed, {c['resumed']} from the "
                         f"store; {record['wall_s']:.0f} s on {record['cluster'].get('nodes') or 'no'} Ray node(s)")
     for h in HEADERS:
-        table.add_column(h, overflow="fold", justify="left" if h in ("trial", "variant", "status") else "right")
+        table.add_column(h, overflow="fold",
+                         justify="left" if h in ("model", "target", "trial", "variant", "status") else "right")
     for row in rows(record):
         table.add_row(*map(escape, row))
     out.print(table)
@@ -88,9 +91,11 @@ def markdown(record: dict) -> str:
 def render(record: dict) -> str:
     by_id = {r["id"]: r for r in record["trials"]}
     figs = []
+    number = {r["id"]: n for n, r in enumerate(record["trials"], 1)}  # points are labelled with the table's #
     for key, ids in record["fronts"].items():
         group = [r for r in record["trials"] if f"{r['model']}.{r['target']}" == key and r["status"] == "ok"]
-        points = [(r["label"], r["latency_ratio"], 100 * r["top1_agreement"], r["id"] in ids) for r in group]
+        points = [(f"#{number[r['id']]}", r["latency_ratio"], 100 * r["top1_agreement"], r["id"] in ids)
+                  for r in group]
         if points:
             figs.append(plots.pareto_scatter(f"{key}: Pareto front", points))
     table = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows(record))

@@ -45,3 +45,17 @@ def test_a_board_waits_while_a_shard_is_out_and_takes_it_when_it_comes_back():
     assert got and got[0].index == 0
     q.complete(got[0], "b", "ok")
     assert q.take("a") is None
+
+
+def test_try_take_never_blocks_and_a_vanished_board_releases_what_it_held():
+    from edgeincep.fleet.shards import WAIT
+
+    q = ShardQueue(split(2, 1))
+    a, b = q.try_take("a"), q.try_take("b")
+    assert q.try_take("c") == WAIT  # both out: they may come back
+    q.release("a", "its Ray task died")
+    again = q.try_take("c")
+    assert again.index == a.index and again.attempts == ["a: its Ray task died"]
+    q.complete(again, "c", "ok")
+    q.complete(b, "b", "ok")
+    assert q.try_take("c") is None and q.done == 2

@@ -2,7 +2,7 @@
 (tests/sshd_server.py): an x86-64 machine running the Raspberry Pi bundle on this host's Python, and an emulated
 Raspberry Pi 4 whose python3 is Debian's arm64 interpreter under qemu-user (bundle/emulate.board_python), so
 the Pi bundle really runs ARM code there. The hard cases: a board whose server is killed mid-shard, a board
-whose copy was tampered with, a board of the wrong kind.
+whose copy was tampered with, a board of the wrong kind; and the boards as resources of a Ray cluster.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import prerequisites
 import pytest
+from ray_cluster import ray_cluster
 from sshd_server import start_sshd, stop_sshd
 from user_cli import cli
 
@@ -129,3 +130,15 @@ def test_a_tampered_board_and_a_board_of_another_kind_are_excluded_with_the_reas
     assert b["pi4"]["state"] == "excluded" and "labels.json: content differs from the manifest" in b["pi4"]["reason"]
     assert b["nuc"]["state"] == "excluded" and b["nuc"]["reason"] == "device kind intel; the bundle is for rpi"
     assert b["x86"]["images"] == record["images"]["classified"] == 10 * PER_CLASS
+
+
+def test_on_a_ray_cluster_each_board_loop_runs_on_a_node_offering_its_board_resource(boards, rpi_bundle, images,
+                                                                                      tmp_path):
+    inventory, _ = boards
+    nodes = [{"cpus": 1, "resources": {"board:rpi": 1}}, {"cpus": 1, "resources": {"board:rpi": 1}}]
+    with ray_cluster(tmp_path / "ray", nodes) as address:
+        record = Fleet(rpi_bundle, load_inventory(inventory), ray_address=address).run(images, shard_size=20)
+    b = by_name(record)
+    assert b["x86"]["ray_node"] and b["pi4"]["ray_node"] and b["x86"]["ray_node"] != b["pi4"]["ray_node"]
+    assert b["x86"]["images"] + b["pi4"]["images"] == record["images"]["classified"] == 10 * PER_CLASS
+    assert record["merged"]["agreement_host_int8"] == 1.0 and record["lost_shards"] == []

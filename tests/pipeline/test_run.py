@@ -59,7 +59,7 @@ def test_a_second_run_on_the_same_output_directory_is_refused_naming_the_holder(
 
 def test_openvino_job_validates_its_own_fp32_ir_beside_the_int8_one(tmp_path, fmnist_val):
     recipe = tmp_path / "ov.yaml"
-    recipe.write_text("openvino: {accuracy_control: false}\nfallback: {enabled: false}\n"
+    recipe.write_text("openvino: {accuracy_control: false, fast_bias_correction: true}\nfallback: {enabled: false}\n"
                       "budget: {max_top1_drop: 2.0, min_agreement: 0.95}\n")
     report = run_pipeline("inception_resnet_v1", weights="reference", target="openvino", val_dir=fmnist_val,
                           calib_dir=None, out_dir=tmp_path / "out", limit=200, recipe_path=recipe)

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from ray_cluster import ray_cluster as ray_cluster_at
 from user_cli import cli
 
 from edgeincep.recipes import load_recipe_file
@@ -43,41 +40,11 @@ def in_process(fmnist_val, tmp_path_factory) -> dict:
                  use_ray=False)
 
 
-def _free_port() -> int:
-    # Ray's worker ports are 10002-19999 by default: the head's port must be outside them.
-    for port in range(26000, 27000):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
-    """Two Ray nodes on loopback, one CPU each, with token authentication (Ray's default for clusters): the
-    nodes and this driver share a throwaway token. Both stopped at the end."""
-    ray = str(Path(sys.executable).with_name("ray"))
-    token = tmp_path_factory.mktemp("ray") / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_USAGE_STATS_ENABLED": "0"}
-    saved = {k: os.environ.get(k) for k in auth}
-    os.environ.update(auth)
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    try:
-        for args in (["--head", "--port", str(port), "--include-dashboard", "false", "--disable-usage-stats"],
-                     ["--address", address, "--resources", '{"second_node": 1}']):
-            done = subprocess.run([ray, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *args],
-                                  capture_output=True, text=True, timeout=120)
-            assert done.returncode == 0, done.stderr[-2000:]
-        yield address
-    finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """Two Ray nodes on loopback, one CPU each."""
+    with ray_cluster_at(tmp_path_factory.mktemp("ray"), [{"cpus": 1}, {"cpus": 1, "resources": {"second_node": 1}}]) as a:
+        yield a
 
 
 def test_trials_are_recorded_with_a_front_and_a_winning_recipe_that_run_takes(in_process, tmp_path):
