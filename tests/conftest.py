@@ -90,6 +90,16 @@ def fmnist_val(tmp_path_factory, fashion_mnist_test) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def fmnist_val_full(tmp_path_factory, fashion_mnist_test) -> Path:
+    """All 10,000 images of the Fashion-MNIST test split as class folders: what `make data` writes as
+    data/fashion-mnist/val, made here so the slow full-set tests need nothing but Debian's dataset."""
+    x, y = fashion_mnist_test
+    out = tmp_path_factory.mktemp("fmnist-full") / "val"
+    fm.write_folder(x, y, list(range(len(y))), out, "test")
+    return out
+
+
 # One export of the reference Inception-ResNet-v1 and one build per backend, shared by every test that needs
 # a real artifact (a TensorFlow conversion or an NNCF run costs seconds to tens of seconds).
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ decode -> EXIF orientation -> RGB (alpha on white) -> resize the shorter side to
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -231,3 +232,27 @@ def run(session, cfg: dict, labels: list[str], bundle: Path, images: list[str] |
         raise SystemExit("error: no images found")
     results = classify(session, cfg, labels, paths, max(1, top))
     return results, 0 if all("error" not in r for r in results) else 2
+
+
+def runner_command_line(description: str, bundle: Path, threads_help: str, argv: list[str] | None,
+                        add_options=None) -> tuple[argparse.Namespace, Path, dict, dict, list[str]]:
+    """What every bundle's run.py takes (images or --check, --bundle, --top, --threads, --json, plus the
+    runner's own options from `add_options(parser)`), parsed, and what the bundle says of itself:
+    (args, bundle folder, the manifest's runner entry, preprocess.json, labels.json)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("images", nargs="*", help="image files or folders")
+    ap.add_argument("--bundle", default=str(bundle), help="bundle folder (default: this file's)")
+    ap.add_argument("--top", type=int, default=5, help="classes to print per image")
+    ap.add_argument("--threads", type=int, default=0, help=threads_help)
+    ap.add_argument("--json", help="write per-image results (top classes, logits, timings) here")
+    ap.add_argument("--check", action="store_true", help="compare the bundled samples with the host's results")
+    if add_options is not None:
+        add_options(ap)
+    args = ap.parse_args(argv)
+    if not args.images and not args.check:
+        ap.error("give image files or folders, or --check")
+    folder = Path(args.bundle)
+    runner = json.loads((folder / "manifest.json").read_text())["runner"]
+    cfg = json.loads((folder / "preprocess.json").read_text())
+    labels = json.loads((folder / "labels.json").read_text())
+    return args, folder, runner, cfg, labels

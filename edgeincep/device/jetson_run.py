@@ -14,7 +14,6 @@ this file, the same module the Raspberry Pi, Coral and Intel runners use.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import ctypes.util
@@ -25,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside the edgeincep package (the host's TensorRT predictor imports this file)
-    from .common import run
+    from .common import run, runner_command_line
 except ImportError:  # in the bundle: edgeincep_common.py lies beside this file
     sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edgeincep_common import run
+    from edgeincep_common import run, runner_command_line
 
 HERE = Path(__file__).resolve().parent
 
@@ -229,21 +228,9 @@ def _session(backend: str, bundle: Path, manifest: dict, threads: int) -> OneIma
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="*", help="image files or folders")
-    ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto")
-    ap.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's)")
-    ap.add_argument("--top", type=int, default=5, help="classes to print per image")
-    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its default)")
-    ap.add_argument("--json", help="write per-image results (top classes, logits, timings) here")
-    ap.add_argument("--check", action="store_true", help="compare the bundled samples with the host's results")
-    args = ap.parse_args(argv)
-    if not args.images and not args.check:
-        ap.error("give image files or folders, or --check")
-    bundle = Path(args.bundle)
-    runner = json.loads((bundle / "manifest.json").read_text())["runner"]
-    cfg = json.loads((bundle / "preprocess.json").read_text())
-    labels = json.loads((bundle / "labels.json").read_text())
+    args, bundle, runner, cfg, labels = runner_command_line(
+        __doc__.splitlines()[0], HERE, "ONNX Runtime CPU threads (0: its default)", argv,
+        lambda ap: ap.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto"))
     session = _session(args.backend, bundle, runner, args.threads)
     results, code = run(session, cfg, labels, bundle, None if args.check else args.images, args.top)
     if args.json:

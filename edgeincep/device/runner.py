@@ -14,7 +14,6 @@ own scale and zero point exactly as the host's validation does; tests compare th
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -23,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside the edgeincep package (the host's LiteRT predictor imports this file)
-    from .common import run
+    from .common import run, runner_command_line
 except ImportError:  # in a device bundle: edgeincep_common.py lies beside this file
     sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edgeincep_common import run
+    from edgeincep_common import run, runner_command_line
 
 HERE = Path(__file__).resolve().parent
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -151,21 +150,10 @@ def versions() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="*", help="image files or folders")
-    ap.add_argument("--top", type=int, default=5, help="classes to print per image")
-    ap.add_argument("--threads", type=int, default=0, help="runtime threads (0: the runtime's default)")
-    ap.add_argument("--json", help="write per-image results (top classes, logits, timings) here")
-    ap.add_argument("--check", action="store_true", help="compare the bundled samples with the host's results")
-    ap.add_argument("--cpu", action="store_true", help="Coral: run the CPU model even with an Edge TPU present")
-    ap.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's)")
-    args = ap.parse_args(argv)
-    if not args.images and not args.check:
-        ap.error("give image files or folders, or --check")
-    bundle = Path(args.bundle)
-    runner = json.loads((bundle / "manifest.json").read_text())["runner"]
-    cfg = json.loads((bundle / "preprocess.json").read_text())
-    labels = json.loads((bundle / "labels.json").read_text())
+    args, bundle, runner, cfg, labels = runner_command_line(
+        __doc__.splitlines()[0], HERE, "runtime threads (0: the runtime's default)", argv,
+        lambda ap: ap.add_argument("--cpu", action="store_true",
+                                   help="Coral: run the CPU model even with an Edge TPU present"))
     session = open_session(bundle, runner, args.threads, force_cpu=args.cpu)
     if session.input_size not in (None, int(cfg["input_size"])):
         raise SystemExit(f"error: the model takes {session.input_size} px but preprocess.json says {cfg['input_size']}")

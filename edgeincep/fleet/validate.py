@@ -279,7 +279,7 @@ class Fleet:
             for r in self.boards:
                 self.on_event("board-" + r.state, r.board.name, {"reason": r.reason})
             ready = [r for r in self.boards if r.state == "ready"]
-            queue = ShardQueue(split(len(images.paths), shard_size))
+            shards = split(len(images.paths), shard_size)
             device = np.full_like(host, np.nan)
             owner: list[str | None] = [None] * len(images.paths)
             errors: dict[int, str] = {}
@@ -295,19 +295,20 @@ class Fleet:
                         else:
                             errors[i] = r.get("error", "no logits")
 
-            self.on_event("start", "", {"images": len(images.paths), "shards": queue.total,
+            self.on_event("start", "", {"images": len(images.paths), "shards": len(shards),
                                         "boards": [r.board.name for r in ready]})
             t0 = time.perf_counter()
             if self.ray:
                 from edgeincep.fleet.ray_boards import run_on_ray
 
-                results, lost, runs = run_on_ray(self, ready, local.name, images.paths,
-                                                 split(len(images.paths), shard_size), self.ray_address, self.on_event)
+                results, lost, runs = run_on_ray(self, ready, local.name, images.paths, shards, self.ray_address,
+                                                 self.on_event)
                 by_name = {r.board.name: r for r in runs}
                 self.boards = [by_name.get(r.board.name, r) for r in self.boards]
                 for index, (board, rows) in sorted(results.items()):
                     collect(Shard(index, []), board, rows)
             else:
+                queue = ShardQueue(shards)
                 work = [threading.Thread(target=self._work, args=(r, local.name, queue, images.paths, collect),
                                          daemon=True) for r in ready]
                 for t in work:
@@ -317,7 +318,7 @@ class Fleet:
                 lost = queue.abandon()
             sharding_s = time.perf_counter() - t0
             record = summarize(self, local, images, expected, host, host_backend, ref, device, owner, errors, lost)
-            record["images"]["shards"] = queue.total
+            record["images"]["shards"] = len(shards)
             record["sharding_s"] = round(sharding_s, 2)
             record["fleet_images_per_s"] = record["images"]["classified"] / sharding_s if sharding_s else None
         record["wall_s"] = round(time.perf_counter() - started, 1)

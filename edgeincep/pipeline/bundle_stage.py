@@ -47,9 +47,7 @@ def write_artifact_bundle(art: Artifact, device: str, entry: dict, recipe: Recip
     spec = backend.bundle_spec(art, device, recipe)
     if spec is None:
         return None
-    settings = getattr(recipe, "bundle", None)
-    runtime = runtime_entry(spec, wheels or bool(settings and settings.wheels),
-                            device_python or (settings.python if settings else None))
+    runtime = runtime_entry(spec, wheels or recipe.bundle.wheels, device_python or recipe.bundle.python)
     return write_device_bundle(spec, art, backend.load(art, threads), backend.metadata(art), entry,
                                recipe.model_dump(), out_dir, reference=reference, images=images, sample_dir=sample_dir,
                                runtime=runtime)

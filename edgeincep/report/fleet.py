@@ -13,11 +13,7 @@ from rich.table import Table
 from edgeincep.console import err, out
 from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
-from edgeincep.report.html import CSS, _e
-
-
-def _pct(v) -> str:
-    return "—" if v is None else f"{100 * v:.2f}%"
+from edgeincep.report.html import CSS, _e, _pct
 
 
 def _num(v, fmt: str = ".1f") -> str:

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from edgeincep.ray_runtime import describe, ray_session
 from edgeincep.registry import get_backend
-from edgeincep.sweep.space import label
-from edgeincep.sweep.trial import TrialSpec, finished, run_trial
+from edgeincep.sweep.trial import TrialSpec, finished, head, run_trial
 from edgeincep.yamlfile import one_line
 
 Event = Callable[[str, TrialSpec, dict], None]  # (kind, trial, details): queued, running, done, resumed
@@ -55,8 +54,10 @@ def run_ray(specs: list[TrialSpec], address: str | None, on_event: Event) -> tup
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for spec in pending.values():
+                if spec.id in running:
+                    continue
                 attempts = _attempts(spec)
-                if attempts and spec.id not in running:
+                if attempts:
                     running.add(spec.id)
                     on_event("running", spec, attempts[-1])
             for ref in ready:
@@ -64,9 +65,7 @@ def run_ray(specs: list[TrialSpec], address: str | None, on_event: Event) -> tup
                 try:
                     record = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 (retries exhausted, or the task itself could not run)
-                    record = {"id": spec.id, "model": spec.model, "target": spec.target, "variant": spec.variant,
-                              "label": label(spec.variant), "status": "failed",
-                              "error": f"{type(e).__name__}: {one_line(e)[:300]}"}
+                    record = {**head(spec), "status": "failed", "error": f"{type(e).__name__}: {one_line(e)[:300]}"}
                 record["attempts"] = len(_attempts(spec))
                 results[spec.id] = record
                 on_event("done", spec, record)

@@ -45,8 +45,7 @@ def plan(models: list[str], targets: list[str], space: Space, *, weights: str, v
     return specs
 
 
-def summarize(specs: list[TrialSpec], results: list[dict], cluster: dict, space: Space, out_dir: Path,
-              wall_s: float) -> dict:
+def summarize(results: list[dict], cluster: dict, space: Space, out_dir: Path, wall_s: float) -> dict:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["model"], r["target"]), []).append(r)
@@ -83,6 +82,6 @@ def sweep(models: list[str], targets: list[str], space: Space, *, weights: str, 
     specs = plan(models, targets, space, weights=weights, val_dir=val_dir, limit=limit, store=store.resolve(),
                  threads=threads, on_export=on_export)
     results, cluster = run_trials(specs, use_ray=use_ray, address=address, on_event=on_event)
-    record = summarize(specs, results, cluster, space, out_dir, time.perf_counter() - t0)
+    record = summarize(results, cluster, space, out_dir, time.perf_counter() - t0)
     write_text_atomic(out_dir / "sweep.json", json.dumps(record, indent=1, default=str))
     return record

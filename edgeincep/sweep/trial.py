@@ -65,7 +65,8 @@ def _content(path: str) -> str | None:
     return _sha(str(p), st.st_size, st.st_mtime_ns)
 
 
-def _head(spec: TrialSpec) -> dict:
+def head(spec: TrialSpec) -> dict:
+    """What names a trial in its result, whatever became of it."""
     return {"id": spec.id, "model": spec.model, "target": spec.target, "variant": spec.variant,
             "label": label(spec.variant)}
 
@@ -92,15 +93,15 @@ def run_trial(spec: TrialSpec) -> dict:
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}) + "\n")
     t0 = time.perf_counter()
     try:
-        record = {**_head(spec), "status": "ok", **_measure(spec)}
+        record = {**head(spec), "status": "ok", **_measure(spec)}
     except ValidationError as e:
         first = e.errors()[0]
-        record = {**_head(spec), "status": "failed",
+        record = {**head(spec), "status": "failed",
                   "error": f"recipe key '{'.'.join(map(str, first['loc']))}': {one_line(first['msg'])}"}
     except UserError as e:
-        record = {**_head(spec), "status": "failed", "error": one_line(e)}
+        record = {**head(spec), "status": "failed", "error": one_line(e)}
     except Exception as e:  # noqa: BLE001 (a trial that breaks is recorded; the sweep goes on)
-        record = {**_head(spec), "status": "failed", "error": f"unexpected {type(e).__name__}: {one_line(e)[:300]}"}
+        record = {**head(spec), "status": "failed", "error": f"unexpected {type(e).__name__}: {one_line(e)[:300]}"}
     record.update(seconds=round(time.perf_counter() - t0, 2), host=socket.gethostname(), pid=os.getpid(),
                   peak_rss_mb=round(_peak_rss_mb(), 1))
     write_text_atomic(spec.folder / RESULT, json.dumps(record, indent=1, default=str))

@@ -24,7 +24,6 @@ def test_shards_start_on_batch_boundaries_and_cover_every_image_once():
 
 @pytest.fixture(scope="module")
 def ray_runtime():
-    pytest.importorskip("ray")
     from edgeincep.ray_runtime import ray_session
 
     with ray_session(None) as ray:  # one local runtime for the module

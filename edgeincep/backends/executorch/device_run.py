@@ -14,7 +14,6 @@ file, the same module every edgeincep bundle runs.
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import platform
@@ -24,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 if __package__:  # imported inside the edgeincep package (the bundle ships this file verbatim)
-    from edgeincep.device.common import run
+    from edgeincep.device.common import run, runner_command_line
 else:  # the bundle's run.py: edgeincep_common.py lies beside it
     sys.dont_write_bytecode = True  # no __pycache__ in the bundle: its files must stay as the manifest lists them
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from edgeincep_common import run
+    from edgeincep_common import run, runner_command_line
 
 HERE = Path(__file__).resolve().parent
 _FLOATS = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
@@ -78,20 +77,8 @@ class ExecuTorchSession:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("images", nargs="*", help="image files or folders")
-    ap.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's)")
-    ap.add_argument("--top", type=int, default=5, help="classes to print per image")
-    ap.add_argument("--threads", type=int, default=0, help="XNNPACK threads (0: ExecuTorch's default, one per core)")
-    ap.add_argument("--json", help="write per-image results (top classes, logits, timings) here")
-    ap.add_argument("--check", action="store_true", help="compare the bundled samples with the host's results")
-    args = ap.parse_args(argv)
-    if not args.images and not args.check:
-        ap.error("give image files or folders, or --check")
-    bundle = Path(args.bundle)
-    runner = json.loads((bundle / "manifest.json").read_text())["runner"]
-    cfg = json.loads((bundle / "preprocess.json").read_text())
-    labels = json.loads((bundle / "labels.json").read_text())
+    args, bundle, runner, cfg, labels = runner_command_line(
+        __doc__.splitlines()[0], HERE, "XNNPACK threads (0: ExecuTorch's default, one per core)", argv)
     session = ExecuTorchSession(bundle, runner, args.threads)
     try:
         results, code = run(session, cfg, labels, bundle, None if args.check else args.images, args.top)

@@ -161,13 +161,8 @@ def test_pipeline_passes_the_drift_gate_and_writes_the_jetson_bundle(tmp_path, f
 @pytest.mark.slow
 @needs_modelopt
 @pytest.mark.parametrize("model", ["inception_resnet_v1", "inception_resnet_v2", "inception_v4"])
-def test_reference_models_pass_the_drift_budget_on_the_full_validation_set(tmp_path, model):
-    from edgeincep.paths import PROJECT_ROOT
-
-    val = PROJECT_ROOT / "data" / "fashion-mnist" / "val"
-    if not val.is_dir():
-        pytest.skip("data/fashion-mnist/val is missing (make data)")
-    report = run_pipeline(model, weights="reference", target="tensorrt", val_dir=val, calib_dir=None,
+def test_reference_models_pass_the_drift_budget_on_the_full_validation_set(tmp_path, model, fmnist_val_full):
+    report = run_pipeline(model, weights="reference", target="tensorrt", val_dir=fmnist_val_full, calib_dir=None,
                           out_dir=tmp_path / "out", threads=2)
     (art,) = report["validation"]["artifacts"]
     assert report["validation"]["images"]["count"] == 10_000
