@@ -192,9 +192,12 @@ def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_s
 @click.option("--batch-runs", type=int, default=10, show_default=True, help="Interleaved rounds at --batch.")
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--no-memory", is_flag=True, help="Skip the per-artifact fresh-process load-time and memory probe.")
+@click.option("--serving-seconds", type=float, default=3.0, show_default=True,
+              help="Per artifact and round, the runtime's own throughput mode (OpenVINO: THROUGHPUT hint); 0: skip.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, json_out, html_out) -> None:
+def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, serving_seconds, json_out,
+              html_out) -> None:
     """Latency, throughput, load time, memory and size of each ARTIFACT, measured side by side."""
     from edgeincep.bench.measure import BenchSettings, benchmark
     from edgeincep.fsutil import write_text_atomic
@@ -202,17 +205,54 @@ def bench_cmd(artifacts, threads, batch, runs, batch_runs, warmup, no_memory, js
     from edgeincep.report.bench import print_table, write_html
 
     for name, value, low in (("--threads", threads, 0), ("--batch", batch, 1), ("--runs", runs, 1),
-                             ("--batch-runs", batch_runs, 1), ("--warmup", warmup, 0)):
+                             ("--batch-runs", batch_runs, 1), ("--warmup", warmup, 0),
+                             ("--serving-seconds", serving_seconds, 0)):
         if value < low:
             raise UserError(f"{name} must be at least {low}, not {value}")
     arts = [artifact_for_file(p) for p in artifacts]
     record = benchmark(arts, BenchSettings(threads=threads, batch=batch, runs=runs, batch_runs=batch_runs,
-                                           warmup=warmup, memory=not no_memory))
+                                           warmup=warmup, memory=not no_memory, serving_seconds=serving_seconds))
     print_table(record)
     if json_out:
         err.print(f"wrote {write_text_atomic(json_out, json.dumps(record, indent=2))}")
     if html_out:
         err.print(f"wrote {write_html(record, html_out)}")
+
+
+@main.command("peers")
+@click.argument("fp32", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
+              help="Calibration image folder (default: the shipped calibration set).")
+@click.option("--count", type=int, default=300, show_default=True,
+              help="Calibration images (class-balanced, seeded: the same ones a run with this count uses).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--target", "targets", multiple=True, help="Only these targets' peers (repeatable).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def peers_cmd(fp32, out_dir, calib_dir, count, seed, targets, json_out) -> None:
+    """Each runtime's own INT8 recipe with its defaults, built from the FP32 ONNX, to bench beside ours."""
+    from edgeincep.bench.peers import build_peers, peer_targets
+    from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+    from edgeincep.fsutil import write_text_atomic
+    from edgeincep.paths import default_calibration
+    from edgeincep.quantize.calibration import load_calibration
+
+    if not fp32.is_file():
+        raise UserError("FP32 ONNX not found", fp32)
+    if count < 1:
+        raise UserError(f"--count must be at least 1, not {count}")
+    peer_targets(list(targets))
+    pre = preprocess_from_metadata(read_metadata(fp32), fp32)
+    calib = load_calibration(calib_dir or default_calibration(), pre, count=count, seed=seed)
+    records = build_peers(fp32, calib, out_dir, list(targets))
+    for r in records:
+        if "skipped" in r:
+            out.print(f"[yellow]skipped[/] {r['peer']}: {r['skipped']}")
+        else:
+            out.print(f"{r['peer']}: {r['artifact']['path']}")
+    if json_out:
+        write_text_atomic(json_out, json.dumps({"fp32": str(fp32), "calibration_images": len(calib),
+                                                "peers": records}, indent=2))
 
 
 @main.command("run")

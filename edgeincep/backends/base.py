@@ -41,6 +41,8 @@ class Backend(ABC):
     # Peak memory of one build of a reference model with its validation, for schedulers (`edgeincep sweep`
     # declares it to Ray so a node never runs more builds than it can hold).
     build_memory_gb: ClassVar[float] = 1.0
+    # The runtime vendor's own documented INT8 recipe, called with its defaults (see `peer_default`).
+    peer: ClassVar[str] = ""
 
     def unavailable_reason(self) -> str | None:
         """None when the backend's tools import here; else why not (shown when it is skipped)."""
@@ -85,6 +87,17 @@ class Backend(ABC):
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
                          out_dir: Path) -> tuple[Artifact, dict] | None:
         """The runtime's own accuracy restoration against the recipe's budget: (artifact, what it did), or None."""
+        return None
+
+    def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact | None:
+        """The INT8 artifact a user gets from the runtime's own tools alone: `peer`'s documented call, its
+        defaults, from the same FP32 ONNX and calibration images and nothing of edgeincep's (no graph edits,
+        no tuned settings). The benchmark puts it beside ours; None: no such recipe."""
+        return None
+
+    def serving_throughput(self, artifact: Artifact, threads: int, image: np.ndarray, seconds: float) -> dict | None:
+        """Images per second of one image per request in the runtime's own throughput mode (parallel streams,
+        asynchronous requests), for a server fed by a camera; None: the runtime has no such mode."""
         return None
 
     def metadata(self, artifact: Artifact) -> dict[str, str]:

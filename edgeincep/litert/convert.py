@@ -2,7 +2,7 @@
 
 Route, chosen by measurement (issues 6 and 8): onnx2tf rebuilds the graph as a Keras model in
 NHWC with no TRANSPOSE left inside it; TensorFlow's converter turns that into one float
-flatbuffer (frozen-graph route, see `_converter`). FP32 is that flatbuffer; FP16 is that
+flatbuffer (frozen-graph route, see `keras_converter`). FP32 is that flatbuffer; FP16 is that
 flatbuffer with float16 weights (rewrite.py: what the converter's float16 option writes);
 INT8 is what TFLiteConverter does inside `convert()` for full-integer models, done in the open
 so the slow part can use every core: TensorFlow's
@@ -137,7 +137,7 @@ def onnx_to_keras(fp32: Path):
             raise ConversionError("onnx2tf gave up converting the model (see above)", fp32) from None
 
 
-def _converter(keras_model, input_size: int):
+def keras_converter(keras_model, input_size: int):
     import tensorflow as tf
 
     spec = tf.TensorSpec([1, input_size, input_size, 3], tf.float32, name="input")
@@ -150,7 +150,7 @@ def _converter(keras_model, input_size: int):
     return conv
 
 
-def _run(conv, what: str) -> bytes:
+def run_converter(conv, what: str) -> bytes:
     try:
         with _captured_output():
             return conv.convert()
@@ -164,7 +164,7 @@ def _run(conv, what: str) -> bytes:
 # models differ only at their boundaries, so they share one calibration.
 def float_model(keras_model, input_size: int) -> bytes:
     """The FP32 flatbuffer; FP32 ships it as is and INT8 is calibrated on it."""
-    return _run(_converter(keras_model, input_size), "fp32")
+    return run_converter(keras_converter(keras_model, input_size), "fp32")
 
 
 def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:

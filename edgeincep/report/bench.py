@@ -17,15 +17,18 @@ def table_rows(record: dict) -> list[list[str]]:
     rows = []
     for r in record["results"]:
         lat, thr, mem = r["latency"], r["throughput"], r.get("memory_mb") or {}
-        rows.append([r["name"], r["executed_precision"], f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+        serving = r.get("serving")
+        name = r["name"] + (" (peer default)" if r.get("meta", {}).get("peer") else "")
+        rows.append([name, r["executed_precision"], f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
                      f"{lat['p99_ms']:.2f}", f"{thr['images_per_s']:.1f}",
+                     "—" if serving is None else f"{serving['images_per_s']:.1f} ({serving['streams']} streams)",
                      "—" if r.get("floor_ms") is None else f"{r['x_floor']:.1f}x",
                      "—" if r.get("load_s") is None else f"{r['load_s']:.2f}", _mb(mem.get("peak")),
                      f"{(r['size_bytes'] or 0) / 1e6:.2f}"])
     return rows
 
 
-HEADERS = ["artifact", "executed", "p50 ms", "p90 ms", "p99 ms", "img/s (batch)", "x floor", "load s",
+HEADERS = ["artifact", "executed", "p50 ms", "p90 ms", "p99 ms", "img/s (batch)", "img/s (throughput mode)", "x floor", "load s",
            "peak RSS MB", "size MB"]
 
 
@@ -43,6 +46,17 @@ def print_table(record: dict) -> None:
     for r in record["ratios"]:
         out.print(f"{r['target']}: INT8/FP32 latency {r['latency_ratio']:.2f}x, throughput "
                   f"{r['throughput_ratio']:.2f}x")
+    for line in peer_lines(record):
+        out.print(line)
+
+
+def peer_lines(record: dict) -> list[str]:
+    lines = []
+    for r in record.get("peer_ratios", []):
+        serving = f", throughput mode {r['serving_ratio']:.2f}x" if "serving_ratio" in r else ""
+        lines.append(f"{r['target']}: ours / {r['peer_name']}: latency "
+                     f"{r['latency_ratio']:.2f}x, batch throughput {r['throughput_ratio']:.2f}x{serving}")
+    return lines
 
 
 def render(record: dict) -> str:
@@ -51,6 +65,7 @@ def render(record: dict) -> str:
                    + "</tr>" for row in table_rows(record))
     ratios = "".join(f"<li>{_e(r['target'])}: INT8/FP32 latency <b>{r['latency_ratio']:.2f}x</b>, throughput "
                      f"{r['throughput_ratio']:.2f}x</li>" for r in record["ratios"])
+    ratios += "".join(f"<li>{_e(line)}</li>" for line in peer_lines(record))
     peak = record["peak"]
     libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v != "absent")
     figs = [plots.latency_bars(record["results"]), plots.throughput_bars(record["results"])]

@@ -1,7 +1,7 @@
 """`edgeincep bench`: real artifacts of a real (reference) model, measured side by side.
 
-One module-scoped run of the benchmark over ONNX Runtime FP32 + INT8 and OpenVINO FP32 + INT8;
-each test reads one property of that record.
+One module-scoped run of the benchmark over ONNX Runtime FP32 + INT8 and OpenVINO FP32 + INT8, and each
+runtime's own INT8 recipe with its defaults (the peer rows); each test reads one property of that record.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from edgeincep.bench.latency import interleaved_latency
 from edgeincep.bench.measure import BenchSettings, benchmark
+from edgeincep.bench.peers import build_peers
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.paths import DEFAULT_CALIBRATION
 from edgeincep.pipeline.artifacts import artifact_for_file
@@ -31,18 +32,21 @@ def artifacts(tmp_path_factory) -> list[Path]:
     ov = get_backend("openvino")
     (ov_fp32,) = ov.references(fp32, recipe, out)
     ov_int8 = ov.build(fp32, calib, recipe, out)
-    return [fp32, ort_int8.path, ov_fp32.path, ov_int8.path]
+    peers = [r["artifact"]["path"] for r in build_peers(fp32, calib, out, ["onnxruntime", "openvino"])]
+    return [fp32, ort_int8.path, ov_fp32.path, ov_int8.path, *peers]
 
 
 @pytest.fixture(scope="module")
 def record(artifacts) -> dict:
     arts = [artifact_for_file(p) for p in artifacts]
-    return benchmark(arts, BenchSettings(threads=2, batch=4, runs=8, batch_runs=3, warmup=2))
+    return benchmark(arts, BenchSettings(threads=2, batch=4, runs=8, batch_runs=3, warmup=2, serving_seconds=0.5,
+                                         serving_rounds=2))
 
 
 def test_every_artifact_is_measured_with_its_stored_and_executed_precision(record):
-    got = [(r["target"], r["precision"]) for r in record["results"]]
-    assert got == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
+    got = [(r["target"], r["precision"], bool(r["meta"].get("peer"))) for r in record["results"]]
+    assert got == [("onnxruntime", "fp32", False), ("onnxruntime", "int8", False), ("openvino", "fp32", False),
+                   ("openvino", "int8", False), ("onnxruntime", "int8", True), ("openvino", "int8", True)]
     ov_int8 = record["results"][3]
     assert ov_int8["executed_precision"].startswith("int8 (")
     assert record["results"][2]["executed_precision"] == "f32"  # pinned: no silent bf16
@@ -78,11 +82,40 @@ def test_results_are_put_against_a_measured_compute_floor(record):
 
 
 def test_int8_over_fp32_ratios_are_given_per_runtime(record):
-    assert {r["target"] for r in record["ratios"]} == {"onnxruntime", "openvino"}
+    # One per runtime: our INT8 over its FP32; the peer rows have their own ratios.
+    assert sorted(r["target"] for r in record["ratios"]) == ["onnxruntime", "openvino"]
     by = {r["name"]: r for r in record["results"]}
     for ratio in record["ratios"]:
         assert ratio["latency_ratio"] == pytest.approx(
             by[ratio["int8"]]["latency"]["p50_ms"] / by[ratio["fp32"]]["latency"]["p50_ms"])
+
+
+def test_ours_is_put_against_each_runtimes_own_defaults(record):
+    by = {r["name"]: r for r in record["results"]}
+    assert sorted(r["target"] for r in record["peer_ratios"]) == ["onnxruntime", "openvino"]
+    for r in record["peer_ratios"]:
+        ours, peer = by[r["ours"]], by[r["peer"]]
+        assert ".peer." in peer["name"] and ".peer." not in ours["name"] and ours["target"] == peer["target"]
+        assert r["peer_name"] == {"onnxruntime": "ONNX Runtime quantize_static, defaults",
+                                  "openvino": "NNCF nncf.quantize, defaults"}[r["target"]]
+        assert r["latency_ratio"] == pytest.approx(ours["latency"]["p50_ms"] / peer["latency"]["p50_ms"])
+        assert r["throughput_ratio"] == pytest.approx(
+            ours["throughput"]["images_per_s"] / peer["throughput"]["images_per_s"])
+
+
+def test_openvino_rows_carry_the_throughput_hint_rate_and_others_none(record):
+    for r in record["results"]:
+        if r["target"] != "openvino":
+            assert "serving" not in r
+            continue
+        s = r["serving"]
+        assert s["mode"] == "OpenVINO THROUGHPUT hint" and s["streams"] >= 1 and s["requests"] >= s["streams"]
+        assert len(s["rounds"]) == 2 and s["images_per_s"] == pytest.approx(sorted(s["rounds"])[0] / 2
+                                                                             + sorted(s["rounds"])[1] / 2)
+        # Several single-image requests in flight: a rate, not a re-labelled latency.
+        assert s["images"] >= 2 * s["requests"]
+    ratio = next(r for r in record["peer_ratios"] if r["target"] == "openvino")
+    assert ratio["serving_ratio"] > 0
 
 
 def test_machine_and_library_versions_are_recorded(record):
@@ -119,6 +152,10 @@ def test_cli_writes_json_and_an_html_page_with_plots(cli, artifacts, tmp_path):
     rec = json.loads((tmp_path / "b.json").read_text())
     assert [r["precision"] for r in rec["results"]] == ["fp32", "int8"]
     assert "memory_mb" not in rec["results"][0]
+    res = cli("bench", artifacts[3], artifacts[5], "--runs", "2", "--batch-runs", "1", "--batch", "2", "--no-memory",
+              "--serving-seconds", "0.2")
+    assert res.exit_code == 0, res.output
+    assert "(peer default)" in res.output and "ours / NNCF nncf.quantize, defaults: latency" in res.output
     page = (tmp_path / "b.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "INT8/FP32 latency" in page
 

@@ -79,7 +79,7 @@ def test_int8_model_equals_tensorflows_converter_output(keras_and_float, referen
     calibrated = tflite.calibrated_model(keras_and_float[2], calib.x.transpose(0, 2, 3, 1))
     ours = tflite.quantized_model(calibrated, per_channel=True, depthwise_pools=False)
     nhwc = np.ascontiguousarray(calib.x.transpose(0, 2, 3, 1))
-    conv = tflite._converter(keras_model, size)
+    conv = tflite.keras_converter(keras_model, size)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([nhwc[i:i + 1]] for i in range(len(nhwc)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -105,7 +105,7 @@ def test_fp16_model_equals_tensorflows_converter_output(keras_and_float, referen
 
     keras_model, size, flo = keras_and_float
     ours = float16_weights(flo)
-    conv = tflite._converter(keras_model, size)
+    conv = tflite.keras_converter(keras_model, size)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
     theirs = bytes(conv.convert())

@@ -27,6 +27,7 @@ class OnnxRuntimeBackend(Backend):
     settings = OrtSettings
     suffixes = (".onnx",)
     file_format = "onnx"
+    peer = "ONNX Runtime quantize_static, defaults"
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
         return self.build_keeping_float(fp32, calib, recipe, out_dir, ())
@@ -50,6 +51,13 @@ class OnnxRuntimeBackend(Backend):
             return Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
 
         return cached_artifact(out, key, build)
+
+    def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact:
+        from edgeincep.backends.onnxruntime.peer import quantize_static_defaults
+
+        out = Path(out_dir) / f"{Path(fp32).name.removesuffix('.fp32.onnx')}.peer.onnxruntime.int8.onnx"
+        info = quantize_static_defaults(fp32, calib, out)
+        return Artifact(out, self.name, "int8", "onnx-qdq-s8s8", meta=info)
 
     def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
         return artifact.path

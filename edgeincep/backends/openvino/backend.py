@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from edgeincep.quantize.calibration import CalibrationSet
 
 LIBS = ("openvino", "nncf")
+PEER_CALL = "nncf.quantize(ov.convert_model(onnx), nncf.Dataset(images)) with its defaults; ov.save_model defaults"
 
 
 def _ov():
@@ -67,6 +68,39 @@ class OpenVinoPredictor:
     def predict(self, x: np.ndarray) -> np.ndarray:
         res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(res[self.output])  # the request reuses its output buffer
+
+
+def throughput_hint_rate(path: Path, threads: int, image: np.ndarray, seconds: float,
+                         inference_precision: str = "f32") -> dict:
+    """Images/s with the THROUGHPUT hint: the plugin picks its streams and the number of requests that keeps
+    them busy; that many single-image requests are kept in flight for `seconds`."""
+    import time
+
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+    import openvino.properties.streams as streams
+
+    ov = _ov()
+    config = {hints.inference_precision: getattr(ov.Type, inference_precision),
+              hints.performance_mode: hints.PerformanceMode.THROUGHPUT}
+    if threads:
+        config[props.inference_num_threads] = threads
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    n = int(compiled.get_property(props.optimal_number_of_infer_requests))
+    queue = ov.AsyncInferQueue(compiled, n)
+    x = {0: np.ascontiguousarray(image, dtype=np.float32)}
+    for _ in range(n):
+        queue.start_async(x)
+    queue.wait_all()
+    # start_async waits for an idle request, so the streams never wait on the loop, nor the loop on a batch.
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        queue.start_async(x)
+        done += 1
+    queue.wait_all()
+    elapsed = time.perf_counter() - t0
+    return {"mode": "OpenVINO THROUGHPUT hint", "streams": int(compiled.get_property(streams.num)), "requests": n,
+            "images": done, "images_per_s": done / elapsed}
 
 
 def executed_precision(compiled, stored: str) -> str:
@@ -190,6 +224,7 @@ class OpenVinoBackend(Backend):
     bundle_devices = ("intel",)
     build_memory_gb = 2.0  # NNCF's statistics
     libraries = LIBS
+    peer = "NNCF nncf.quantize, defaults"
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -253,6 +288,28 @@ class OpenVinoBackend(Backend):
                                    "float_nodes": list(float_nodes)})
 
         return self._cached(out, key, build)
+
+    def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact:
+        """OpenVINO's post-training quantization guide: the ONNX converted to an FP32 model, `nncf.quantize` with
+        an `nncf.Dataset` and nothing else (preset performance, subset 300, fast bias correction, its own range
+        estimators), `ov.save_model` with its default fp16 compression of the remaining float weights."""
+        import time
+
+        import nncf
+
+        t0 = time.perf_counter()
+        out = Path(out_dir) / f"{Path(fp32).name.removesuffix('.fp32.onnx')}.peer.openvino.int8.xml"
+        model = _convert(fp32)  # our labels and preprocessing go into rt_info: metadata, no change to the graph
+        model.set_rt_info(PEER_CALL, ["edgeincep", "peer"])
+        _save(nncf.quantize(model, _dataset(calib)), out, compress_fp16=True)
+        # Compiled as ours is (latency hint, f32 float ops), so the rows differ only in the file.
+        return Artifact(out, self.name, "int8", "openvino-ir-int8", meta={
+            "performance_hint": "latency", "inference_precision": "f32", "peer": PEER_CALL,
+            "calibration_images": len(calib), "seconds": round(time.perf_counter() - t0, 2)})
+
+    def serving_throughput(self, artifact: Artifact, threads: int, image: np.ndarray, seconds: float) -> dict:
+        return throughput_hint_rate(artifact.path, threads, image, seconds,
+                                    artifact.meta.get("inference_precision", "f32"))
 
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
                          out_dir: Path) -> tuple[Artifact, dict] | None:

@@ -28,7 +28,13 @@ import numpy as np
 
 from edgeincep.backends.base import Backend
 from edgeincep.backends.tensorrt.engine import EngineSettings
-from edgeincep.backends.tensorrt.modelopt import LIBS, ModelOptConfig, quantize_qdq, tensorrt_rule_violations
+from edgeincep.backends.tensorrt.modelopt import (
+    LIBS,
+    PEER_CALL,
+    ModelOptConfig,
+    quantize_qdq,
+    tensorrt_rule_violations,
+)
 from edgeincep.backends.tensorrt.modelopt import unavailable_reason as modelopt_unavailable
 from edgeincep.backends.tensorrt.settings import TensorRtSettings
 from edgeincep.cache import files_digest, library_versions, recorded_artifact, save_record, stage_key
@@ -66,6 +72,7 @@ class TensorRtBackend(Backend):
     bundle_devices = ("jetson",)
     build_memory_gb = 2.5  # ModelOpt and torch in its child
     libraries = (*LIBS, "tensorrt")
+    peer = "NVIDIA ModelOpt quantize, defaults (Q/DQ on ONNX Runtime CPU here)"
 
     def unavailable_reason(self) -> str | None:
         # The Q/DQ build and its CPU validation need only ModelOpt; the engine needs TensorRT + a GPU.
@@ -107,6 +114,13 @@ class TensorRtBackend(Backend):
         art = Artifact(out, self.name, "int8", FMT, meta=info | {"engine": engine, "cache_key": key})
         save_record(art, key)
         return art
+
+    def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact:
+        out = Path(out_dir) / f"{Path(fp32).name.removesuffix('.fp32.onnx')}.peer.tensorrt.int8.onnx"
+        info = quantize_qdq(Path(fp32), out, calib, ModelOptConfig(defaults=True), metadata=read_metadata(fp32))
+        keep = ("convs", "int8_convs", "modelopt_warnings", "seconds", "quantizer_peak_rss_mb")
+        return Artifact(out, self.name, "int8", FMT, meta={"peer": PEER_CALL, "calibration_images": len(calib),
+                                                           **{k: info[k] for k in keep}})
 
     def import_runtime(self) -> None:
         import onnxruntime  # noqa: F401

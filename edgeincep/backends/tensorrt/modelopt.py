@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the calibration module imports the model registry (torch): 
     from edgeincep.quantize.calibration import CalibrationSet
 
 METHODS = ("max", "entropy")
+PEER_CALL = "modelopt.onnx.quantization.quantize(onnx, calibration_data=images) with its defaults (CPU calibration)"
 HIGH_PRECISION = ("fp16", "fp32")
 LIBS = ("nvidia-modelopt", "onnx-graphsurgeon", "onnxslim")
 
@@ -59,6 +60,9 @@ class ModelOptConfig:
     calibrate_per_node: bool = False
     exclude_nodes: list[str] = field(default_factory=list)
     log_level: str = "WARNING"
+    # ModelOpt's own defaults instead of the settings above (the benchmark's peer row): only the
+    # calibration data and the CPU as calibration provider, which a machine without a GPU needs.
+    defaults: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -124,11 +128,12 @@ def _stamp(src: Path, dst: Path, metadata: dict[str, str], cfg: ModelOptConfig, 
     """Carry the FP32 model's edgeincep.* facts (labels, preprocessing, checkpoint) onto the Q/DQ model."""
     model = onnx.load(str(src))
     _drop_unused_initializers(model.graph)
-    write_metadata(model, metadata | {
-        "edgeincep.quantization": f"nvidia-modelopt int8 q/dq, {cfg.method} calibration, per-channel symmetric "
-                                  f"int8 weights, {hp} high precision",
-        "edgeincep.float_nodes": ",".join(cfg.exclude_nodes),
-    })
+    what = (f"nvidia-modelopt int8 q/dq, {cfg.method} calibration, per-channel symmetric int8 weights, "
+            f"{hp} high precision")
+    if cfg.defaults:
+        what = f"nvidia-modelopt int8 q/dq, {PEER_CALL}"
+    write_metadata(model, metadata | {"edgeincep.quantization": what, "edgeincep.float_nodes": ",".join(cfg.exclude_nodes)}
+                   | ({"edgeincep.peer": PEER_CALL} if cfg.defaults else {}))
     onnx.save(model, str(dst))
 
 
@@ -230,12 +235,13 @@ def _child(work: Path) -> None:
     # that pass applied to the fp32 result (tests/quantize/test_modelopt.py) at twice the cost.
     base = "fp32" if "fp32" in jobs else jobs[0]
     # Its entropy calibrator prints a progress bar per tensor (hundreds of lines): not for the console.
+    ours = {} if cfg.defaults else {
+        "calibration_method": cfg.method, "high_precision_dtype": base, "calibrate_per_node": cfg.calibrate_per_node,
+        "nodes_to_exclude": exclusion_patterns(cfg.exclude_nodes) or None}
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        quantize(str(work / "model.onnx"), quantize_mode="int8", calibration_data=x,
-                 calibration_method=cfg.method, calibration_eps=["cpu"], high_precision_dtype=base,
-                 nodes_to_exclude=exclusion_patterns(cfg.exclude_nodes) or None,
-                 calibrate_per_node=cfg.calibrate_per_node, output_path=str(work / f"model.qdq.{base}.onnx"),
-                 log_level=cfg.log_level, log_file=str(work / "modelopt.log"))
+        quantize(str(work / "model.onnx"), calibration_data=x, calibration_eps=["cpu"],
+                 output_path=str(work / f"model.qdq.{base}.onnx"), log_level=cfg.log_level,
+                 log_file=str(work / "modelopt.log"), **ours)
     if not (work / f"model.qdq.{base}.onnx").is_file():
         raise SystemExit(f"error: ModelOpt wrote no {base} model ({_warnings(work / 'modelopt.log')[-1:]})")
     for hp in jobs:

@@ -24,6 +24,7 @@ class TfliteBackend(LiteRtBackendMixin, Backend):
     settings = TfliteSettings
     bundle_devices = ("rpi", "coral")
     build_memory_gb = 3.0  # TensorFlow and onnx2tf in the converting child
+    peer = "TensorFlow TFLiteConverter full-integer, defaults"
 
     def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
         """The float .tflite files, validated beside INT8: FP32 proves the conversion itself is exact."""
@@ -34,3 +35,10 @@ class TfliteBackend(LiteRtBackendMixin, Backend):
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
         return self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib)[0]
+
+    def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact:
+        from edgeincep.backends.tflite.peer import converter_defaults
+
+        out = Path(out_dir) / f"{Path(fp32).name.removesuffix('.fp32.onnx')}.peer.tflite.int8.tflite"
+        info = converter_defaults(fp32, calib, out)
+        return Artifact(out, self.name, "int8", "tflite-int8-int8-io", meta=info)
