@@ -53,7 +53,8 @@ export: install data
 	$(BIN)/edgeincep run --model $(MODEL) --target $(TARGET) --val data/fashion-mnist/val --out $(OUT)/$(MODEL)
 
 ## The benchmark suite: full-size Inception-v4 / Inception-ResNet-v2 at 299 px, every CPU runtime, FP32 vs INT8,
-## plus each pipeline stage's wall time and peak memory. Writes $(OUT)/bench/suite.json (about 20-30 min on 2 cores).
+## each pipeline stage's wall time and peak memory, each runtime's own INT8 defaults beside ours, and the same on the
+## three reference models (10k images, for agreement). Writes $(OUT)/bench/suite.json (about an hour on 2 cores).
 bench: install data
 	$(PY) benchmarks/suite.py --out $(OUT)/bench
 

@@ -182,7 +182,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     ap.add_argument("--val", type=Path, default=ROOT / "data" / "fashion-mnist" / "val")
-    ap.add_argument("--models", nargs="+", default=["inception_v4", "inception_resnet_v2"])
+    ap.add_argument("--models", nargs="*", default=["inception_v4", "inception_resnet_v2"],
+                    help="full-size models, synthetic weights (speed and pipeline cost)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--reference-models", nargs="*", default=list(REFERENCE_MODELS),

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,13 +102,16 @@ exec {"unshare --net " if offline else ""}env QEMU_CPU={board.cpu} QEMU_LD_PREFI
     return wrapper
 
 
-def classify_on_board(bundle: Path, images: list[Path], board: Board, timeout: float = 3600) -> np.ndarray:
-    """The logits the bundle's run.py gives for `images` on the emulated board (one row per image)."""
+def classify_on_board(bundle: Path, images: list[Path], board: Board, timeout: float = 3600,
+                      threads: int = 0) -> np.ndarray:
+    """The logits the bundle's run.py gives for `images` on the emulated board (one row per image);
+    `threads`: run.py's --threads (0: LiteRT's own choice, as on a board)."""
     with tempfile.TemporaryDirectory(prefix="edgeincep-arm64-") as tmp:
         listing = link_by_index(images, Path(tmp) / "images")
         out = Path(tmp) / "out.json"
-        done = run_emulated(board, [str(bundle / "run.py"), "--json", str(out), str(listing)], Path(tmp),
-                            timeout)
+        done = run_emulated(board, [str(bundle / "run.py"), "--json", str(out), *(["--threads", str(threads)]
+                                                                                   if threads else []), str(listing)],
+                            Path(tmp), timeout)
         if done.returncode != 0 or not out.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"{board.name}: run.py exited {done.returncode}: {tail[0]}")
@@ -118,20 +122,31 @@ def classify_on_board(bundle: Path, images: list[Path], board: Board, timeout: f
 
 
 def device_drift(bundle: Path, images: list[Path], host: np.ndarray, fp32: np.ndarray, labels: np.ndarray | None,
-                 boards: list[Board] | None = None) -> dict:
+                 boards: list[Board] | None = None, workers: int = 1) -> dict:
     """Per board: agreement of the board's top-1 with the host's INT8 and with FP32, how many output codes
     differ from the host's and by how many quantization steps, the board's top-1 accuracy, and the images
-    where board and host disagree."""
+    where board and host disagree.
+
+    `workers` > 1 emulates that many boards at once, each run.py on one thread: qemu-user runs a guest's
+    threads on one host core at a time in practice, so two boards on two cores take the time of one.
+    Integer kernels give the same codes whatever the thread count (a chunk's result does not depend on
+    which thread computes it), so what is measured does not change."""
     expected = json.loads((bundle / "expected.json").read_text())
     # The runner backend a board's CPU runs (a Coral bundle's litert-cpu, not its Edge TPU): the one whose
     # tolerance compares integer output codes.
     cpu, tol = next(((k, t) for k, t in expected["tolerance"].items() if isinstance(t, dict)), (None, None))
     record = {"images": len(images), "runner": f"run.py ({cpu or 'top-1 only'})", "emulator": "qemu-aarch64-static",
               "tolerance": tol, "boards": {}}
-    for board in boards or list(BOARDS.values()):
+    boards = boards or list(BOARDS.values())
+
+    def emulate(board: Board) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        got = classify_on_board(bundle, images, board)
-        seconds = time.perf_counter() - t0
+        got = classify_on_board(bundle, images, board, threads=1 if workers > 1 else 0)
+        return got, time.perf_counter() - t0
+
+    with ThreadPoolExecutor(max(1, min(workers, len(boards)))) as pool:
+        runs = list(pool.map(emulate, boards))
+    for board, (got, seconds) in zip(boards, runs, strict=True):
         entry = {"title": board.title, "qemu_cpu": board.cpu, "seconds": round(seconds, 1),
                  "top1_agreement_host_int8": float(np.mean(got.argmax(1) == host.argmax(1))),
                  "top1_agreement_fp32": float(np.mean(got.argmax(1) == fp32.argmax(1))),

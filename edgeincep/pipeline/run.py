@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
         with err.status(f"running the {art.target} bundle on {len(paths)} images as arm64 (qemu: Pi 4, Pi 5)"):
             try:
                 entry["bundle"]["emulated"] = device_drift(Path(entry["bundle"]["folder"]), paths, logits[pred.name],
-                                                           logits[predictors[0].name], labels)
+                                                           logits[predictors[0].name], labels,
+                                                           workers=threads or len(os.sched_getaffinity(0)))
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # the emulator's fault: reported
                 entry["bundle"]["emulated"] = {"error": str(e)}
 
