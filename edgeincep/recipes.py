@@ -34,6 +34,10 @@ class Calibration(_Strict):
 class Budget(_Strict):
     max_top1_drop: float = Field(0.5, ge=0.0, le=100.0, description="points of top-1 accuracy")
     min_agreement: float = Field(0.99, ge=0.0, le=1.0, description="top-1 agreement with FP32")
+    confidence: Literal[0.9, 0.95, 0.99] | None = Field(
+        None, description="gate on the pessimistic end of this two-sided paired-bootstrap interval (the drop's "
+        "upper bound, agreement's lower bound) instead of the measured value: a small validation set cannot "
+        "pass a strict budget by luck")
 
 
 class Fallback(_Strict):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
-from edgeincep.report.summary import DEVICE_COLUMNS, device_rows
+from edgeincep.report.summary import DEVICE_COLUMNS, device_rows, with_interval
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
@@ -48,19 +48,19 @@ def render(report: dict, base: Path | None = None) -> str:
     passed = report.get("passed", True)
     rows = [(f"<tr><td>{_e(ref['target'])}:fp32 (reference)</td><td>{_e(ref['executed_precision'])}</td>"
             f"<td class=n>{_pct(ref.get('top1'))}</td><td class=n>{_pct(ref.get('top5'))}</td>"
-            f"<td class=n></td><td class=n></td><td class=n></td><td class=n></td>"
+            f"<td class=n></td><td class=n></td><td class=n></td><td class=n></td><td class=n></td>"
             f"<td class=n>{(ref['size_bytes'] or 0) / 1e6:.2f}</td><td class=n>{_ms(ref)}</td><td></td></tr>")]
     for a in arts:
         d = a["drift"]
         gate = a.get("gate", {})
         ok = not gate.get("violations")
-        drop = d.get("top1_drop_points")
+        change, agree, p = with_interval(d)
         rows.append(
             f"<tr><td>{_e(a['target'])}:{_e(a['precision'])} <small>({_e(a['fmt'])})</small></td>"
             f"<td>{_e(a['executed_precision'])}</td><td class=n>{_pct(a.get('top1'))}</td>"
             f"<td class=n>{_pct(a.get('top5'))}</td>"
-            f"<td class=n>{'—' if drop is None else f'{-drop + 0.0:+.2f}'}</td>"
-            f"<td class=n>{_pct(d['top1_agreement'])}</td><td class=n>{d['logit_cosine']:.4f}</td>"
+            f"<td class=n>{_e(change)}</td><td class=n>{_e(agree)}</td><td class=n>{_e(p)}</td>"
+            f"<td class=n>{d['logit_cosine']:.4f}</td>"
             f"<td class=n>{d['sqnr_db']:.1f}</td><td class=n>{(a['size_bytes'] or 0) / 1e6:.2f}</td>"
             f"<td class=n>{_ms(a)}</td>"
             f"<td class={'pass' if ok else 'fail'}>{'pass' if ok else _e('; '.join(gate['violations']))}</td></tr>")
@@ -104,8 +104,9 @@ def render(report: dict, base: Path | None = None) -> str:
 {f"({imgs['skipped']} unreadable skipped)" if imgs['skipped'] else ''} · calibrated on {cal.get('count', '—')} images from
 <code>{_e(cal.get('root', '—'))}</code> · input {val['preprocess']['input_size']} px</p>
 <h2>Accuracy and drift</h2>
-<table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt)</th><th>agreement</th>
-<th>logit cos</th><th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
+<table><tr><th>artifact</th><th>executed</th><th>top-1</th><th>top-5</th><th>Δ top-1 (pt) [95% CI]</th>
+<th>agreement [95% CI]</th><th>McNemar p</th><th>logit cos</th>
+<th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
 {_device_checks(arts, base)}{_bundles(arts)}{_emulated(arts)}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}

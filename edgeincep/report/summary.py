@@ -19,18 +19,35 @@ def print_validation(record: dict) -> None:
     imgs = record["images"]
     t = Table(title=f"validation on {imgs['count']} images from {imgs['root']}"
                     + (f" ({imgs['skipped']} skipped)" if imgs["skipped"] else ""))
-    for col in ("artifact", "precision", "top-1", "top-5", "Δ top-1 (pt)", "agree", "cos", "SQNR dB", "MB"):
+    for col in ("artifact", "precision", "top-1", "top-5", "Δ top-1 (pt) [95%]", "agree [95%]", "McNemar p", "cos",
+                "SQNR dB", "MB"):
         t.add_column(col, justify="left" if col in ("artifact", "precision") else "right", no_wrap=col == "artifact")
     ref = record["reference"]
     t.add_row(ref["target"] + ":fp32 (reference)", ref["executed_precision"], _pct(ref.get("top1")),
-              _pct(ref.get("top5")), "", "", "", "", f"{(ref['size_bytes'] or 0) / 1e6:.1f}")
+              _pct(ref.get("top5")), "", "", "", "", "", f"{(ref['size_bytes'] or 0) / 1e6:.1f}")
     for a in record["artifacts"]:
         d = a["drift"]
         t.add_row(f"{a['target']}:{a['precision']}", a["executed_precision"], _pct(a.get("top1")), _pct(a.get("top5")),
-                  "—" if "top1_drop_points" not in d else f"{-d['top1_drop_points'] + 0.0:+.2f}",
-                  _pct(d["top1_agreement"]), f"{d['logit_cosine']:.4f}", f"{d['sqnr_db']:.1f}",
+                  *with_interval(d), f"{d['logit_cosine']:.4f}", f"{d['sqnr_db']:.1f}",
                   f"{(a['size_bytes'] or 0) / 1e6:.1f}")
     out.print(t)
+
+
+def with_interval(d: dict) -> tuple[str, str, str]:
+    """Δ top-1, agreement and McNemar's p as shown: each measured value with its 95% paired-bootstrap interval."""
+    drop = d.get("top1_drop_points")
+    conf = d.get("confidence") or {}
+    ci = conf.get("intervals", {}).get("0.95", {})
+    change = "—" if drop is None else f"{-drop + 0.0:+.2f}"
+    if drop is not None and "top1_change_points" in ci:
+        lo, hi = ci["top1_change_points"]
+        change += f" [{lo + 0.0:+.2f}, {hi + 0.0:+.2f}]"
+    agree = _pct(d["top1_agreement"])
+    if "agreement" in ci:
+        lo, hi = ci["agreement"]
+        agree += f" [{100 * lo:.2f}, {100 * hi:.2f}]"
+    p = (conf.get("mcnemar") or {}).get("p_value")
+    return change, agree, "—" if p is None else f"{p:.2g}"
 
 
 DEVICE_COLUMNS = ("bundle", "board", "images", "agrees with host INT8", "agrees with FP32 (host INT8)",
@@ -63,15 +80,14 @@ def markdown(report: dict) -> str:
     lines = [f"## edgeincep: {report['model']} — {'PASS' if report.get('passed', True) else 'FAIL'}", "",
              (f"Validated on {val['images']['count']} images ({val['images']['root']}); calibrated on "
              f"{(report.get('calibration') or {}).get('count', '—')} images; input {val['preprocess']['input_size']} px."),
-             "", "| artifact | top-1 | Δ top-1 (pt) | agreement | SQNR dB | MB | ms (b=1) | gate |",
-             "|---|---|---|---|---|---|---|---|",
-             f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | {_ms(ref)} | |"]
+             "", ("| artifact | top-1 | Δ top-1 (pt) [95% CI] | agreement [95% CI] | McNemar p | SQNR dB | MB "
+                  "| ms (b=1) | gate |"), "|---|---|---|---|---|---|---|---|---|",
+             f"| fp32 (reference) | {_pct(ref.get('top1'))} | | | | | {(ref['size_bytes'] or 0) / 1e6:.2f} | {_ms(ref)} | |"]
     for a in val["artifacts"]:
         d = a["drift"]
-        drop = d.get("top1_drop_points")
         gate = a.get("gate", {}).get("violations")
-        lines.append(f"| {a['target']}:{a['precision']} | {_pct(a.get('top1'))} | "
-                     f"{'—' if drop is None else f'{-drop + 0.0:+.2f}'} | {_pct(d['top1_agreement'])} | "
+        change, agree, p = with_interval(d)
+        lines.append(f"| {a['target']}:{a['precision']} | {_pct(a.get('top1'))} | {change} | {agree} | {p} | "
                      f"{d['sqnr_db']:.1f} | {(a['size_bytes'] or 0) / 1e6:.2f} | {_ms(a)} | "
                      f"{'; '.join(gate) if gate else 'pass'} |")
     for a in val["artifacts"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeincep.validate import metrics as M
+from edgeincep.validate.confidence import confidence_record
 
 
 def accuracy_record(logits: np.ndarray, labels: np.ndarray | None, class_names: list[str]) -> dict:
@@ -36,6 +37,8 @@ def drift_record(ref: np.ndarray, other: np.ndarray, labels: np.ndarray | None, 
         rec["top5_drop_points"] = 100 * (a["top5"] - b["top5"])
         rec["per_class_change_points"] = [None if x is None or y is None else 100 * (y - x)
                                           for x, y in zip(a["per_class"], b["per_class"], strict=True)]
+    if len(ref):
+        rec["confidence"] = confidence_record(ref, other, labels)
     return rec
 
 
