@@ -184,6 +184,52 @@ def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_s
         write_text_atomic(json_out, json.dumps(record, indent=2))
 
 
+@main.command("attribute")
+@click.argument("fp32", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", "images_dir", type=click.Path(path_type=Path), default=None,
+              help="Images to measure on (default: the shipped calibration set; never needs labels).")
+@click.option("--count", type=int, default=32, show_default=True, help="Class-balanced, seeded subset of the images.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--model-explorer", "explorer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write one Model Explorer node-data JSON per artifact here (overlay on the FP32 ONNX graph).")
+def attribute_cmd(fp32, artifacts, images_dir, count, json_out, html_out, explorer_dir) -> None:
+    """Each INT8 ARTIFACT's error layer by layer against the FP32 ONNX, named by PyTorch module."""
+    import numpy as np
+
+    from edgeincep.attribution.layers import attribute, model_explorer_node_data
+    from edgeincep.data.folders import iter_batches, select_images
+    from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+    from edgeincep.fsutil import write_text_atomic
+    from edgeincep.paths import default_calibration
+    from edgeincep.pipeline.artifacts import artifact_for_file
+    from edgeincep.report.attribution import print_table, write_html
+
+    if not fp32.is_file():
+        raise UserError("FP32 ONNX not found", fp32)
+    if count < 1:
+        raise UserError(f"--count must be at least 1, not {count}")
+    pre = preprocess_from_metadata(read_metadata(fp32), fp32)
+    arts = [artifact_for_file(p) for p in artifacts]
+    images = select_images(images_dir or default_calibration(), count)
+    x = np.concatenate([b for b, _, _ in iter_batches(images, pre, 64)])
+    short = [a.target + (" (peer default)" if a.meta.get("peer") else "") for a in arts]
+    labels = [s if short.count(s) == 1 else a.path.name for s, a in zip(short, arts, strict=True)]
+    with err.status(f"running FP32 and {len(arts)} artifact(s) layer by layer on {len(x)} images"):
+        record = attribute(fp32, {n: (a.target, a.path) for n, a in zip(labels, arts, strict=True)}, x)
+    print_table(record)
+    if json_out:
+        err.print(f"wrote {write_text_atomic(json_out, json.dumps(record, indent=2))}")
+    if html_out:
+        err.print(f"wrote {write_html(record, html_out)}")
+    if explorer_dir:
+        for name in record["artifacts"]:
+            path = write_text_atomic(Path(explorer_dir) / f"{name}.node_data.json",
+                                     json.dumps(model_explorer_node_data(record, name), indent=1))
+            err.print(f"wrote {path}")
+
+
 @main.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--threads", type=int, default=0, help="Runtime threads (0: every core this process may use).")

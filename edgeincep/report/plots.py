@@ -120,3 +120,23 @@ def pareto_scatter(title: str, points: list[tuple[str, float, float, bool]]) -> 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def layer_heat_map(modules: list[str], columns: dict[str, list[float | None]], title: str) -> str:
+    """Rows are modules, columns artifacts; each cell the layer's own SQNR in dB (red: the layer hurts)."""
+    import numpy as np
+
+    names = list(columns)
+    data = np.array([[np.nan if v is None else min(v, 60.0) for v in columns[n]] for n in names], dtype=float).T
+    fig, ax = plt.subplots(figsize=(2.2 + 1.3 * len(names), 1.0 + 0.22 * len(modules)))
+    im = ax.imshow(np.ma.masked_invalid(data), cmap="RdYlGn", vmin=0, vmax=60, aspect="auto")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(modules)))
+    ax.set_yticklabels(modules, fontsize=7)
+    for (i, j), v in np.ndenumerate(data):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax, label="own SQNR dB (60+ shown as 60)")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
