@@ -115,3 +115,26 @@ def test_cli_refuses_bad_input_with_one_line(cli, reference_fp32, tmp_path):
     assert res.exit_code == 2 and "nope.onnx: artifact not found" in res.output
     res = cli("attribute", reference_fp32, reference_fp32, "--count", "0")
     assert res.exit_code == 2 and "--count must be at least 1" in res.output
+
+
+def test_tflite_layers_are_matched_by_their_weights_and_a_broken_one_is_found(reference_fp32, reference_calib,
+                                                                               tflite_int8, tmp_path):
+    """onnx2tf and TensorFlow rename every tensor; layers are matched by the weights they hold. One CONV_2D's
+    weight scales tripled (an INT8-only fault) shows in exactly that module."""
+    from edgeincep.attribution.layers import match_tflite_layers
+    from edgeincep.litert.rewrite import load, pack
+
+    ls = layers(reference_fp32)
+    matched = match_tflite_layers(tflite_int8.path, reference_fp32, ls)
+    assert set(matched) == {la.module for la in ls} and len(set(matched.values())) == len(ls)
+    data = tflite_int8.path.read_bytes()
+    model = load(data)
+    op = model.subgraphs[0].operators[matched["repeat_2.3.branch1.1.conv"]]
+    q = model.subgraphs[0].tensors[op.inputs[1]].quantization
+    q.scale = [s * 3 for s in q.scale]
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(pack(model, len(data)))
+    rec = attribute(reference_fp32, {"good": ("tflite", tflite_int8.path), "broken": ("tflite", broken)},
+                    reference_calib.x[:8])
+    assert worst(rec, "broken", 1)[0][0] == "repeat_2.3.branch1.1.conv"
+    assert rec["artifacts"]["good"]["repeat_2.3.branch1.1.conv"]["own_sqnr_db"] > 20
