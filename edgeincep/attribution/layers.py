@@ -3,10 +3,10 @@
 Layers are found in each artifact by what survives its conversion: ONNX Runtime's and ModelOpt's Q/DQ
 graphs keep the ONNX node names, OpenVINO's IR names the op that ends a layer after the ONNX node, and a
 .tflite (renamed throughout by onnx2tf and TensorFlow) holds the layer's weights. The FP32 ONNX and the
-artifact are both run with those layer outputs exposed, on the same images, and compared: `sqnr_db` is the layer output's signal-to-noise ratio against FP32 (the error
-accumulated up to there), `added_db` what the layer itself added (its inputs' worst SQNR minus its own;
-a layer whose quantization is bad stands out there even deep in the network). Each row is named by the
-PyTorch module (names.py).
+artifact are both run with those layer outputs exposed, on the same images, and compared: `sqnr_db` is
+the layer output's signal-to-noise ratio against FP32 (the error accumulated up to there), `own_sqnr_db`
+the SQNR of the noise the layer adds itself (its noise power minus the worst of its inputs'), so a layer
+whose quantization is bad stands out wherever it sits. Each row is named by the PyTorch module (names.py).
 """
 from __future__ import annotations
 
