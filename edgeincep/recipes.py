@@ -50,6 +50,9 @@ class Validation(_Strict):
     batch_size: int = Field(64, ge=1, le=4096)
     device_images: int = Field(300, ge=0, description="validation images each Raspberry Pi / Coral bundle is run on "
                                "as arm64 code under qemu (when the arm64 sysroot exists); 0: none")
+    attribution_images: int = Field(32, ge=0, le=10_000, description="calibration images (never validation ones) "
+                                    "each INT8 artifact is compared with FP32 on layer by layer, for the report's "
+                                    "attribution heat map; 0: none")
 
 
 class Bundle(_Strict):

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from edgeincep.attribution.names import module_path
+from edgeincep.registry import get_backend
 
 LAYER_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -58,7 +59,7 @@ def layers(fp32: Path) -> list[Layer]:
     return out
 
 
-def _noise(ref: np.ndarray, got: np.ndarray) -> float:
+def noise_ratio(ref: np.ndarray, got: np.ndarray) -> float:
     """Noise power over signal power (0: identical)."""
     ref = ref.astype(np.float64)
     return float(np.sum((ref - got) ** 2) / max(float(np.sum(ref ** 2)), 1e-30))
@@ -71,7 +72,7 @@ def _db(noise: float) -> float:
     return EXACT_DB if noise <= 10 ** (-EXACT_DB / 10) else float(-10 * np.log10(noise))
 
 
-def _run_ort(model: onnx.ModelProto, tensors: list[str], x: np.ndarray, *, optimize: bool) -> dict[str, np.ndarray]:
+def run_onnx(model: onnx.ModelProto, tensors: list[str], x: np.ndarray, *, optimize: bool) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     have = {o.name for o in model.graph.output}
@@ -116,39 +117,11 @@ def onnx_layer_outputs(path: Path, ls: list[Layer], x: np.ndarray) -> dict[str, 
 
     wanted = {layer.module: (by_name[layer.node].output[0], dequantized(by_name[layer.node].output[0]))
               for layer in ls if layer.node in by_name}
-    values = _run_ort(model, [read for _, read in wanted.values()], x, optimize=False)
+    values = run_onnx(model, [read for _, read in wanted.values()], x, optimize=False)
     return {m: (name, values[read]) for m, (name, read) in wanted.items() if read in values}
 
 
-def openvino_layer_outputs(xml: Path, ls: list[Layer], x: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
-    """Per module: the output of the IR op that kept the layer's ONNX name (OpenVINO's frontend names the op that
-    ends a Conv, its bias Add, after the ONNX node, with the ONNX output tensor's name), on the CPU plugin in f32."""
-    import openvino as ov
-    import openvino.properties.hint as hints
-
-    core = ov.Core()
-    model = core.read_model(str(xml))
-    ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
-    wanted = {}
-    for layer in ls:
-        op = ops.get(layer.node)
-        if op is not None:
-            names = sorted(op.output(0).get_names())
-            if names:
-                wanted[layer.module] = names[0]
-    ports = model.add_outputs(list(wanted.values())) if wanted else []
-    compiled = core.compile_model(model, "CPU", {hints.inference_precision: ov.Type.f32})
-    request = compiled.create_infer_request()
-    got: dict[str, list[np.ndarray]] = {m: [] for m in wanted}
-    outs = [compiled.output(port.any_name) for port in ports]
-    for i in range(len(x)):
-        res = request.infer({0: x[i:i + 1]})
-        for m, out in zip(wanted, outs, strict=True):
-            got[m].append(np.array(res[out]))
-    return {m: (wanted[m], np.concatenate(v)) for m, v in got.items()}
-
-
-def _chain(fp32: onnx.ModelProto, tensor: str) -> list[str]:
+def folded_chain(fp32: onnx.ModelProto, tensor: str) -> list[str]:
     """The tensor and what single-consumer elementwise ops (Relu, Mul, Add of a constant) make of it: a converter
     may fold any of them into the layer, so the layer's output in its file is one of these."""
     consumers: dict[str, list] = {}
@@ -168,103 +141,6 @@ def _chain(fp32: onnx.ModelProto, tensor: str) -> list[str]:
         out.append(nxt[0].output[0])
 
 
-def match_tflite_layers(path: Path, fp32: Path, ls: list[Layer]) -> dict[str, int]:
-    """Module -> index of the .tflite operator (CONV_2D, FULLY_CONNECTED) holding its weights.
-
-    onnx2tf and TensorFlow rename every tensor, so the names say nothing reliable: an operator is matched to
-    the ONNX layer of the same weight shape whose weights it holds, per output channel (mean cosine > 0.999
-    after dequantizing; per-channel cosine does not care about per-channel scales)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeincep.litert.graph import read_graph
-
-    model = onnx.load(str(fp32), load_external_data=False)
-    by_node = {n.name: n for n in model.graph.node}
-    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    candidates: dict[tuple, list[tuple[Layer, np.ndarray]]] = {}
-    for layer in ls:
-        w = weights.get(by_node[layer.node].input[1])
-        if w is None:
-            continue
-        if w.ndim == 4:
-            w = w.transpose(0, 2, 3, 1)  # OIHW -> OHWI, TFLite's filter layout
-        elif layer.op == "Gemm" and not any(a.name == "transB" and a.i for a in by_node[layer.node].attribute):
-            w = w.T
-        candidates.setdefault(w.shape, []).append((layer, w.reshape(w.shape[0], -1)))
-    graph = read_graph(path)
-    scales = {d["index"]: d["quantization_parameters"]["scales"]
-              for d in Interpreter(model_path=str(path)).get_tensor_details()}
-    matched: dict[str, int] = {}
-    for op in graph.ops:
-        if op.name not in ("CONV_2D", "FULLY_CONNECTED") or len(op.inputs) < 2:
-            continue
-        q = graph.constant(op.inputs[1])
-        if q is None:
-            continue
-        w = q.astype(np.float64).reshape(q.shape[0], -1)
-        if len(scales.get(op.inputs[1], [])):
-            w = w * np.asarray(scales[op.inputs[1]]).reshape(-1, 1)
-        best, score = None, 0.999
-        for layer, ref in candidates.get(tuple(q.shape), []):
-            cos = np.sum(ref * w, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(w, axis=1) + 1e-30)
-            if float(np.mean(cos)) > score:
-                best, score = layer, float(np.mean(cos))
-        if best is not None:
-            matched[best.module] = op.index
-    return matched
-
-
-def tflite_layer_outputs(path: Path, fp32: Path, ls: list[Layer], x: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
-    """Per module: the output of the .tflite operator holding its weights (match_tflite_layers), dequantized and
-    read against whichever of the ONNX layer's output and its folded successors (activation, scale) it
-    computes: the one it is closest to."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from edgeincep.device.runner import dequantize, quantize
-    from edgeincep.litert.graph import read_graph
-
-    graph = read_graph(path)
-    matched = {m: graph.ops[i].outputs[0] for m, i in match_tflite_layers(path, fp32, ls).items()}
-    import warnings
-
-    with warnings.catch_warnings():  # "for debugging purposes only": reading intermediate tensors is the point
-        warnings.simplefilter("ignore", UserWarning)
-        it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1)
-    it.allocate_tensors()
-    details = {d["index"]: d for d in it.get_tensor_details()}
-    inp = it.get_input_details()[0]
-    rows: dict[str, list[np.ndarray]] = {m: [] for m in matched}
-    for i in range(len(x)):
-        it.set_tensor(inp["index"], quantize(np.ascontiguousarray(x[i:i + 1].transpose(0, 2, 3, 1)), inp))
-        it.invoke()
-        for m, t in matched.items():
-            v = dequantize(it.get_tensor(t), details[t])
-            rows[m].append(v.transpose(0, 3, 1, 2) if v.ndim == 4 else v)
-    got = {m: np.concatenate(v) for m, v in rows.items()}
-    model = onnx.load(str(fp32))
-    by_node = {n.name: n for n in model.graph.node}
-    module_node = {la.module: la.node for la in ls}
-    options = {m: _chain(model, by_node[module_node[m]].output[0]) for m in got}
-    ref = _run_ort(model, sorted({t for c in options.values() for t in c}), x, optimize=False)
-    out = {}
-    for m, values in got.items():
-        fits = [(t, _noise(ref[t], values)) for t in options[m] if t in ref and ref[t].shape == values.shape]
-        if fits:
-            out[m] = (min(fits, key=lambda kv: kv[1])[0], values)
-    return out
-
-
-def artifact_layer_outputs(target: str, path: Path, fp32: Path, ls: list[Layer], x: np.ndarray):
-    """The layer outputs of a backend's artifact by module; None where no way to match its layers is known."""
-    if target == "openvino":
-        return openvino_layer_outputs(path, ls, x)
-    if Path(path).suffix == ".tflite":
-        return tflite_layer_outputs(path, fp32, ls, x)
-    if Path(path).suffix == ".onnx":
-        return onnx_layer_outputs(path, ls, x)
-    return None
-
-
 def attribute(fp32: Path, artifacts: dict[str, tuple[str, Path]], x: np.ndarray) -> dict:
     """Per layer and artifact (name -> (target, path)), on images `x`:
     `sqnr_db`, the layer output against FP32 (error accumulated up to there), and `own_sqnr_db`, the SQNR of
@@ -274,18 +150,18 @@ def attribute(fp32: Path, artifacts: dict[str, tuple[str, Path]], x: np.ndarray)
     got = {}
     skipped = {}
     for name, (target, path) in artifacts.items():
-        outs = artifact_layer_outputs(target, Path(path), Path(fp32), ls, x)
+        outs = get_backend(target).layer_outputs(Path(path), Path(fp32), ls, x)
         if outs is None:
-            skipped[name] = f"{target}: no way to match its layers to the ONNX model's is known"
+            skipped[name] = f"{target}: no way to find its layers is known"
         elif not outs:
             skipped[name] = "no layer of the FP32 model kept its name in this file"
         else:
             got[name] = outs
     tensors = sorted({t for outs in got.values() for t, _ in outs.values()})
-    ref = _run_ort(onnx.load(str(fp32)), tensors, x, optimize=False) if tensors else {}
+    ref = run_onnx(onnx.load(str(fp32)), tensors, x, optimize=False) if tensors else {}
     columns = {}
     for name, outs in got.items():
-        noise = {m: _noise(ref[t], v) for m, (t, v) in outs.items() if t in ref and ref[t].shape == v.shape}
+        noise = {m: noise_ratio(ref[t], v) for m, (t, v) in outs.items() if t in ref and ref[t].shape == v.shape}
         column = {}
         for layer in ls:
             if layer.module not in noise:
@@ -303,6 +179,14 @@ def worst(record: dict, artifact: str, n: int = 10) -> list[tuple[str, float]]:
     """The n modules whose own noise is largest for one artifact."""
     col = record["artifacts"][artifact]
     return sorted(((m, v["own_sqnr_db"]) for m, v in col.items()), key=lambda kv: kv[1])[:n]
+
+
+def worst_modules(record: dict, per_artifact: int = 12) -> list[str]:
+    """The union of each artifact's worst layers, in graph order (the rows a heat map shows)."""
+    picked = set()
+    for col in record["artifacts"].values():
+        picked |= {m for m, _ in sorted(col.items(), key=lambda kv: kv[1]["own_sqnr_db"])[:per_artifact]}
+    return [la["module"] for la in record["layers"] if la["module"] in picked]
 
 
 def model_explorer_node_data(record: dict, artifact: str) -> dict:

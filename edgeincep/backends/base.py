@@ -95,6 +95,11 @@ class Backend(ABC):
         no tuned settings). The benchmark puts it beside ours; None: no such recipe."""
         return None
 
+    def layer_outputs(self, path: Path, fp32: Path, layers: list, x: np.ndarray) -> dict[str, tuple[str, np.ndarray]] | None:
+        """Per-layer attribution (edgeincep.attribution, which passes its `Layer`s): module -> (the FP32 ONNX tensor
+        it matches, its values on `x`, NCHW) for the layers this artifact's file lets us find; None: none."""
+        return None
+
     def serving_throughput(self, artifact: Artifact, threads: int, image: np.ndarray, seconds: float) -> dict | None:
         """Images per second of one image per request in the runtime's own throughput mode (parallel streams,
         asynchronous requests), for a server fed by a camera; None: the runtime has no such mode."""

@@ -126,6 +126,11 @@ class LiteRtBackendMixin:
     def after_build(self, art: Artifact) -> None:
         """Hook for per-backend checks that belong in the artifact record (the Edge TPU report)."""
 
+    def layer_outputs(self, path: Path, fp32: Path, layers, x):
+        from edgeincep.litert.layers import tflite_layer_outputs
+
+        return tflite_layer_outputs(path, fp32, layers, x)
+
     def import_runtime(self) -> None:
         import ai_edge_litert.interpreter  # noqa: F401
 

@@ -127,6 +127,21 @@ def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
         return interleaved_latency(predictors, x, runs=20, warmup=3)
 
 
+def _attribute(fp32: Path, artifacts: list[Artifact], calib: CalibrationSet, count: int, out_dir: Path) -> dict:
+    """Every INT8 artifact against FP32 layer by layer on calibration images (the validation set is for the
+    verdict only), with one Model Explorer node-data file per artifact under out_dir/attribution/."""
+    from edgeincep.attribution.layers import attribute, model_explorer_node_data
+
+    int8 = {f"{a.target}:{a.precision}": (a.target, a.path) for a in artifacts if a.precision == "int8"}
+    record = attribute(fp32, int8, calib.x[:count])
+    record["node_data"] = {}
+    for name in record["artifacts"]:
+        path = out_dir / "attribution" / f"{name.replace(':', '.')}.node_data.json"
+        write_text_atomic(path, json.dumps(model_explorer_node_data(record, name), indent=1))
+        record["node_data"][name] = str(path)
+    return record
+
+
 def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images: ImageSet, pre, count: int,
                      threads: int) -> None:
     """Each arm64 bundle's run.py on a balanced `count` of the validation images as a Raspberry Pi 4 and 5 under
@@ -219,6 +234,10 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
                           batch_size=val_recipe.batch_size, ray=ray, ray_address=ray_address)
     with meter.stage("latency"):
         latency = _latency(fp32, artifacts, pre, threads)
+    if val_recipe.attribution_images and calib_cache:
+        with meter.stage("attribute"), err.status("attributing INT8 error layer by layer"):
+            record["attribution"] = _attribute(fp32, artifacts, next(iter(calib_cache.values())),
+                                               val_recipe.attribution_images, out_dir)
     for entry in [record["reference"], *record["artifacts"]]:
         entry["latency"] = latency.get(f"{entry['target']}:{entry['precision']}")
     failures = []

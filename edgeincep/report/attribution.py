@@ -3,18 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeincep.attribution.layers import worst_modules
 from edgeincep.console import out
 from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
 from edgeincep.report.html import CSS, _e
-
-
-def worst_modules(record: dict, per_artifact: int = 12) -> list[str]:
-    """The union of each artifact's worst layers, in graph order."""
-    picked = set()
-    for col in record["artifacts"].values():
-        picked |= {m for m, _ in sorted(col.items(), key=lambda kv: kv[1]["own_sqnr_db"])[:per_artifact]}
-    return [la["module"] for la in record["layers"] if la["module"] in picked]
 
 
 def _cell(record: dict, name: str, module: str, key: str = "own_sqnr_db") -> str:

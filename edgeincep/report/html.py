@@ -108,7 +108,7 @@ def render(report: dict, base: Path | None = None) -> str:
 <th>agreement [95% CI]</th><th>McNemar p</th><th>logit cos</th>
 <th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
-{_device_checks(arts, base)}{_bundles(arts)}{_emulated(arts)}
+{_device_checks(arts, base)}{_bundles(arts)}{_emulated(arts)}{_attribution(val.get("attribution"))}
 <h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak MB (with child processes)</th></tr>{stages}</table>
@@ -180,6 +180,27 @@ def _device_checks(arts: list[dict], base: Path | None = None) -> str:
                         if ops else "")
                      + (f"<ul>{problems}</ul>" if problems else ""))
     return "<h2>Edge TPU compatibility</h2>" + "".join(parts) if parts else ""
+
+
+def _attribution(record: dict | None) -> str:
+    """The heat map of `edgeincep attribute` for the run's INT8 artifacts, with where each backend hurts most."""
+    if not record or not record.get("artifacts"):
+        return ""
+    from edgeincep.attribution.layers import worst_modules
+
+    names = list(record["artifacts"])
+    modules = worst_modules(record, 8)
+    heat = plots.layer_heat_map(modules, {n: [record["artifacts"][n].get(m, {}).get("own_sqnr_db") for m in modules]
+                                          for n in names},
+                                "Own SQNR of each layer's INT8 noise (the worst layers of each artifact)")
+    worst = "".join(
+        f"<li>{_e(n)}: " + ", ".join(f"{_e(m)} ({v['own_sqnr_db']:.1f} dB)" for m, v in sorted(
+            col.items(), key=lambda kv: kv[1]["own_sqnr_db"])[:3]) + "</li>" for n, col in record["artifacts"].items())
+    skipped = "".join(f"<li>{_e(n)}: {_e(w)}</li>" for n, w in record.get("skipped", {}).items())
+    return (f"<h2>Where INT8 loses accuracy, by PyTorch module</h2><p class=sub>{record['images']} calibration "
+            "images; own SQNR = the noise each layer adds itself, lower is worse; Model Explorer node data beside "
+            f"the report in attribution/</p><ul>{worst}</ul>{f'<ul>{skipped}</ul>' if skipped else ''}"
+            f'<img src="{heat}">')
 
 
 def write_html(report: dict, path: Path) -> Path:

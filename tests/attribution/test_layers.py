@@ -121,7 +121,7 @@ def test_tflite_layers_are_matched_by_their_weights_and_a_broken_one_is_found(re
                                                                                tflite_int8, tmp_path):
     """onnx2tf and TensorFlow rename every tensor; layers are matched by the weights they hold. One CONV_2D's
     weight scales tripled (an INT8-only fault) shows in exactly that module."""
-    from edgeincep.attribution.layers import match_tflite_layers
+    from edgeincep.litert.layers import match_tflite_layers
     from edgeincep.litert.rewrite import load, pack
 
     ls = layers(reference_fp32)

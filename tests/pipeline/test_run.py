@@ -21,10 +21,18 @@ def test_default_job_builds_validates_and_reports(tmp_path, fmnist_val):
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["schema"] == "edgeincep.run/1"
     # Every stage says what it cost: wall time and its own peak memory.
-    assert set(saved["stages"]) == {"export", "build:onnxruntime", "validate", "latency"}
+    assert set(saved["stages"]) == {"export", "build:onnxruntime", "validate", "latency", "attribute"}
     assert all(st["seconds"] > 0 and st["peak_rss_mb"] > 100 for st in saved["stages"].values())
     page = (tmp_path / "out" / "report.html").read_text()
     assert "inception_resnet_v2" in page and "data:image/png;base64," in page
+    # Each INT8 artifact attributed layer by layer on calibration images, in PyTorch's module names, with
+    # Model Explorer node data beside the report.
+    attribution = saved["validation"]["attribution"]
+    assert attribution["images"] == 32 and list(attribution["artifacts"]) == ["onnxruntime:int8"]
+    layers = attribution["artifacts"]["onnxruntime:int8"]
+    assert "conv2d_1a.conv" in layers and "mixed_5b.branch0.conv" in layers and len(layers) > 100
+    assert Path(attribution["node_data"]["onnxruntime:int8"]).is_file()
+    assert "Where INT8 loses accuracy, by PyTorch module" in page
 
 
 def test_gate_failure_is_a_distinct_exit_with_the_report_kept(tmp_path, fmnist_val):

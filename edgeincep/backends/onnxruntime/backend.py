@@ -59,6 +59,11 @@ class OnnxRuntimeBackend(Backend):
         info = quantize_static_defaults(fp32, calib, out)
         return Artifact(out, self.name, "int8", "onnx-qdq-s8s8", meta=info)
 
+    def layer_outputs(self, path: Path, fp32: Path, layers, x):
+        from edgeincep.attribution.layers import onnx_layer_outputs
+
+        return onnx_layer_outputs(path, layers, x)
+
     def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
         return artifact.path
 

@@ -28,6 +28,7 @@ from edgeincep.export.metadata import read_metadata
 from edgeincep.fsutil import sha256_file
 
 if TYPE_CHECKING:
+    from edgeincep.attribution.layers import Layer
     from edgeincep.core.bundle import BundleSpec
     from edgeincep.core.settings import RecipeBase
     from edgeincep.quantize.calibration import CalibrationSet
@@ -101,6 +102,34 @@ def throughput_hint_rate(path: Path, threads: int, image: np.ndarray, seconds: f
     elapsed = time.perf_counter() - t0
     return {"mode": "OpenVINO THROUGHPUT hint", "streams": int(compiled.get_property(streams.num)), "requests": n,
             "images": done, "images_per_s": done / elapsed}
+
+
+def layer_outputs(xml: Path, ls: list[Layer], x: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+    """Per module: the output of the IR op that kept the layer's ONNX name (OpenVINO's frontend names the op that
+    ends a Conv, its bias Add, after the ONNX node, with the ONNX output tensor's name), on the CPU plugin in f32."""
+    import openvino as ov
+    import openvino.properties.hint as hints
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    wanted = {}
+    for layer in ls:
+        op = ops.get(layer.node)
+        if op is not None:
+            names = sorted(op.output(0).get_names())
+            if names:
+                wanted[layer.module] = names[0]
+    ports = model.add_outputs(list(wanted.values())) if wanted else []
+    compiled = core.compile_model(model, "CPU", {hints.inference_precision: ov.Type.f32})
+    request = compiled.create_infer_request()
+    got: dict[str, list[np.ndarray]] = {m: [] for m in wanted}
+    outs = [compiled.output(port.any_name) for port in ports]
+    for i in range(len(x)):
+        res = request.infer({0: x[i:i + 1]})
+        for m, out in zip(wanted, outs, strict=True):
+            got[m].append(np.array(res[out]))
+    return {m: (wanted[m], np.concatenate(v)) for m, v in got.items()}
 
 
 def executed_precision(compiled, stored: str) -> str:
@@ -310,6 +339,9 @@ class OpenVinoBackend(Backend):
     def serving_throughput(self, artifact: Artifact, threads: int, image: np.ndarray, seconds: float) -> dict:
         return throughput_hint_rate(artifact.path, threads, image, seconds,
                                     artifact.meta.get("inference_precision", "f32"))
+
+    def layer_outputs(self, path: Path, fp32: Path, ls: list[Layer], x: np.ndarray):
+        return layer_outputs(path, ls, x)
 
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
                          out_dir: Path) -> tuple[Artifact, dict] | None:

@@ -138,6 +138,11 @@ class TensorRtBackend(Backend):
         return qdq_cpu_predictor(artifact.path, threads, artifact.name,
                                f"int8 Q/DQ on ONNX Runtime CPU (no TensorRT engine here), {hp} weights and scales")
 
+    def layer_outputs(self, path: Path, fp32: Path, layers, x):
+        from edgeincep.attribution.layers import onnx_layer_outputs
+
+        return onnx_layer_outputs(path, layers, x)
+
     def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
         return artifact.path
 
