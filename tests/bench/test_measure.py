@@ -118,6 +118,12 @@ def test_openvino_rows_carry_the_throughput_hint_rate_and_others_none(record):
     assert ratio["serving_ratio"] > 0
 
 
+def test_openvino_peer_is_nncf_defaults_on_the_same_calibration_images(record):
+    peer = next(r for r in record["results"] if r["target"] == "openvino" and r["meta"].get("peer"))
+    assert peer["meta"]["peer"].startswith("nncf.quantize(ov.convert_model(onnx), nncf.Dataset(images))")
+    assert peer["meta"]["calibration_images"] == 20 and peer["executed_precision"].startswith("int8 (")
+
+
 def test_machine_and_library_versions_are_recorded(record):
     m = record["machine"]
     assert m["threads"] == 2 and m["cpu"]["logical_cpus"] >= 1

@@ -18,7 +18,8 @@ from edgeincep.validate.ort import reference_predictor
 @pytest.fixture(scope="module")
 def peers(reference_fp32, reference_calib, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("peers")
-    records = build_peers(reference_fp32, reference_calib, out, ["onnxruntime", "openvino", "tflite"])
+    # NNCF's peer is built (and benched) in test_measure.py, on fewer images.
+    records = build_peers(reference_fp32, reference_calib, out, ["onnxruntime", "tflite"])
     return {r["target"]: r for r in records}
 
 
@@ -71,12 +72,6 @@ def test_tflite_peer_is_tensorflows_converter_which_ours_matches_where_no_pool_i
     x = reference_calib.x[:8]
     np.testing.assert_array_equal(LiteRtPredictor(peers["tflite"]["artifact"]["path"]).predict(x),
                                   LiteRtPredictor(tflite_int8.path).predict(x))
-
-
-def test_openvino_peer_is_nncf_defaults(peers):
-    art = artifact_for_file(peers["openvino"]["artifact"]["path"])
-    assert "nncf.quantize" in get_backend("openvino").metadata(art)["edgeincep.peer"]
-    assert art.path.with_suffix(".bin").stat().st_size > 0
 
 
 def test_cli_builds_the_peers_it_is_asked_for_and_writes_a_record(cli, reference_fp32, tmp_path):
