@@ -28,6 +28,7 @@ class Layer:
     node: str      # the FP32 ONNX node; backends keep its name
     op: str
     module: str    # the PyTorch module path
+    tensor: str    # its output in the FP32 ONNX
     upstream: tuple[str, ...]  # modules of the layers that feed it (through non-layer ops)
 
 
@@ -54,7 +55,7 @@ def layers(fp32: Path) -> list[Layer]:
         if module is None:
             continue
         feeds = feeding(n.input[0], set())
-        out.append(Layer(n.name, n.op_type, module,
+        out.append(Layer(n.name, n.op_type, module, n.output[0],
                          tuple(sorted(m for m in (module_path(f) for f in feeds) if m))))
     return out
 
@@ -115,8 +116,15 @@ def onnx_layer_outputs(path: Path, ls: list[Layer], x: np.ndarray) -> dict[str, 
                 return dq[0].output[0]
         return tensor
 
-    wanted = {layer.module: (by_name[layer.node].output[0], dequantized(by_name[layer.node].output[0]))
-              for layer in ls if layer.node in by_name}
+    produced = {o for n in model.graph.node for o in n.output}
+    wanted = {}
+    for layer in ls:
+        if layer.node not in by_name:
+            continue
+        # The FP32 output's own name where the file still produces it (a rewrite that moved a pool after this
+        # Conv gave the Conv a new output and the pool the old name, which keeps its meaning), else the node's.
+        name = layer.tensor if layer.tensor in produced else by_name[layer.node].output[0]
+        wanted[layer.module] = (name, dequantized(name))
     values = run_onnx(model, [read for _, read in wanted.values()], x, optimize=False)
     return {m: (name, values[read]) for m, (name, read) in wanted.items() if read in values}
 
