@@ -54,7 +54,7 @@ export: install data
 
 ## The benchmark suite: full-size Inception-v4 / Inception-ResNet-v2 at 299 px, every CPU runtime, FP32 vs INT8,
 ## each pipeline stage's wall time and peak memory, each runtime's own INT8 defaults beside ours, and the same on the
-## three reference models (10k images, for agreement). Writes $(OUT)/bench/suite.json (about an hour on 2 cores).
+## three reference models (10k images, for agreement). Writes $(OUT)/bench/suite.json (about two hours on 2 cores).
 bench: install data
 	$(PY) benchmarks/suite.py --out $(OUT)/bench
 
