@@ -46,7 +46,7 @@ test-slow: install test-prerequisites
 
 ## Fashion-MNIST as image folders (from Debian's dataset-fashion-mnist, which `install` provides).
 data: install
-	test -d data/fashion-mnist/val || $(BIN)/edgeincep data fashion-mnist --out data/fashion-mnist
+	test -d data/fashion-mnist/train || $(BIN)/edgeincep data fashion-mnist --out data/fashion-mnist
 
 ## The default job: the whole pipeline on a reference model (MODEL=..., TARGET=...).
 export: install data

@@ -144,15 +144,20 @@ def data_grp() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--source", type=click.Path(path_type=Path), default=None,
               help="Folder with the four *-ubyte.gz files (default: Debian's).")
-def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source) -> None:
-    """Write Fashion-MNIST as calib/ (from train) and val/ (from test) class folders."""
+@click.option("--probe-per-class", type=int, default=200, show_default=True)
+@click.option("--train-per-class", type=int, default=500, show_default=True)
+def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source, probe_per_class, train_per_class) -> None:
+    """Write Fashion-MNIST as class folders: calib/, probe/ and train/ (disjoint pieces of the train split)
+    and val/ (the test split)."""
     from edgeincep.data import fashion_mnist as fm
+    from edgeincep.paths import DEFAULT_CALIBRATION
 
     with err.status("writing Fashion-MNIST image folders"):
         counts = fm.export_folders(out_dir, calib_per_class=calib_per_class, val_limit=val_limit, seed=seed,
-                                   source=source or fm.DEBIAN_DIR)
-    out.print(f"[green]wrote[/] {counts['calib']} calibration images (train split) to {out_dir / 'calib'} and "
-              f"{counts['val']} validation images (test split) to {out_dir / 'val'}")
+                                   probe_per_class=probe_per_class, train_per_class=train_per_class,
+                                   source=source or fm.DEBIAN_DIR, shipped_calibration=DEFAULT_CALIBRATION)
+    out.print(f"[green]wrote[/] {counts['calib']} calibration, {counts['probe']} probe and {counts['train']} "
+              f"training images (train split) and {counts['val']} validation images (test split) under {out_dir}")
 
 
 @main.command("validate")
@@ -320,8 +325,14 @@ def peers_cmd(fp32, out_dir, calib_dir, count, seed, targets, json_out) -> None:
 @click.option("--ray", "use_ray", is_flag=True,
               help="Validate on Ray: the images split across tasks (a local runtime, or --ray-address).")
 @click.option("--ray-address", default=None, help="With --ray: join this Ray cluster (HOST:PORT).")
+@click.option("--probe", "probe_dir", type=click.Path(path_type=Path), default=None,
+              help="Held-out labelled images the escalation ladder scores its rungs on (default: `make data`'s "
+                   "data/fashion-mnist/probe for a model of its classes, else the calibration images).")
+@click.option("--train", "train_dir", type=click.Path(path_type=Path), default=None,
+              help="Labelled training images for the ladder's quantization-aware fine-tuning (default: `make "
+                   "data`'s data/fashion-mnist/train for a model of its classes).")
 def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path,
-            wheels, use_ray, ray_address) -> None:
+            wheels, use_ray, ray_address, probe_dir, train_dir) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
     from edgeincep.data.folders import scan_folder
     from edgeincep.pipeline.run import run_pipeline
@@ -333,7 +344,8 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
     scan_folder(val_dir)
     run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                  out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
-                 wheels=wheels, ray=use_ray or ray_address is not None, ray_address=ray_address)
+                 wheels=wheels, ray=use_ray or ray_address is not None, ray_address=ray_address,
+                 probe_dir=probe_dir, train_dir=train_dir)
 
 
 @main.command("train")

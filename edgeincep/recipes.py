@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, create_model
+from pydantic import Field, ValidationError, create_model, field_validator
 
 from edgeincep.core.errors import UserError
 from edgeincep.core.settings import RecipeBase
@@ -55,6 +55,39 @@ class Validation(_Strict):
                                     "attribution heat map; 0: none")
 
 
+class QatSettings(_Strict):
+    steps: int = Field(200, ge=1, le=1_000_000, description="optimizer steps of quantization-aware fine-tuning")
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float = Field(5e-5, gt=0.0, le=1.0, description="Adam learning rate")
+    images: int = Field(4000, ge=16, description="training images drawn (class-balanced, seeded) from --train")
+    label_weight: float = Field(0.1, ge=0.0, le=1.0, description="cross-entropy share of the loss; the rest is "
+                                "distillation from the FP32 model")
+
+
+Rung = Literal["ptq", "calibration", "fallback", "activations16", "qat"]
+
+
+class Escalation(_Strict):
+    """What a run tries, in order, when plain INT8 misses the budget on the probe set."""
+    rungs: list[Rung] = Field(["ptq", "calibration", "fallback", "activations16", "qat"],
+                              description="the ladder, climbed in this order; [ptq]: no escalation")
+    time_budget_s: float = Field(1800.0, gt=0.0, description="per target: no rung starts after this many seconds")
+    calibration_counts: list[int] = Field([1000], description="calibration rung: larger calibration sets to try "
+                                          "(each where the calibration folder has that many images)")
+    probe_images: int = Field(2000, ge=10, description="held-out labelled images every rung is scored on")
+    qat: QatSettings = QatSettings()
+
+    @field_validator("rungs")
+    @classmethod
+    def _ordered(cls, v: list[str]) -> list[str]:
+        order = list(Rung.__args__)
+        if not v or v[0] != "ptq":
+            raise ValueError("the ladder starts with ptq")
+        if len(set(v)) != len(v) or v != sorted(v, key=order.index):
+            raise ValueError(f"rungs must be distinct and in ladder order ({', '.join(order)})")
+        return v
+
+
 class Bundle(_Strict):
     wheels: bool = Field(False, description="device bundles carry the pinned wheels of their requirements for the "
                          "device's platform (offline `deploy --setup`); adds their size to each bundle")
@@ -68,6 +101,7 @@ def _compose(sections: tuple[tuple[str, type], ...]) -> type[RecipeBase]:
                     "calibration": (Calibration, Calibration())}
     fields |= {name: (cls, cls()) for name, cls in sections}
     fields |= {"budget": (Budget, Budget()), "fallback": (Fallback, Fallback()),
+               "escalation": (Escalation, Escalation()),
                "validation": (Validation, Validation()), "bundle": (Bundle, Bundle()),
                "source": (str, "built-in defaults")}
     return create_model("Recipe", __base__=RecipeBase, __module__=__name__, **fields)
@@ -82,6 +116,15 @@ def __getattr__(name: str):
     if name == "Recipe":  # `from edgeincep.recipes import Recipe`: composed when first asked for
         return recipe_model()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def with_patch(recipe: RecipeBase, patch: dict) -> RecipeBase:
+    """`recipe` with `patch` (nested sections) laid over it, validated like a file."""
+    def merge(a: dict, b: dict) -> dict:
+        return {**a, **{k: merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+                        for k, v in b.items()}}
+
+    return type(recipe).model_validate(merge(recipe.model_dump(), patch))
 
 
 def load_recipe_file(path: Path) -> RecipeBase:

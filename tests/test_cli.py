@@ -116,7 +116,7 @@ def test_validate_command_compares_artifacts_and_writes_json(cli, tmp_path, fmni
 def test_run_command_exit_code_10_when_the_budget_is_exceeded(cli, tmp_path, fmnist_val):
     recipe = tmp_path / "harsh.yaml"
     recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
-                      "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
+                      "escalation: {rungs: [ptq]}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
     res = cli("run", "--model", "inception_resnet_v2", "--target", "onnxruntime", "--val", fmnist_val, "--limit", "100",
               "--recipe", recipe, "--out", tmp_path / "o")
     assert res.exit_code == 10

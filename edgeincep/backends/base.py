@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from edgeincep.core.artifact import Artifact
+from edgeincep.core.artifact import Artifact, QatArtifacts
 from edgeincep.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ class Backend(ABC):
     build_memory_gb: ClassVar[float] = 1.0
     # The runtime vendor's own documented INT8 recipe, called with its defaults (see `peer_default`).
     peer: ClassVar[str] = ""
+    # The escalation ladder's 16-bit rung: the recipe patch that makes `build` keep activations in 16-bit
+    # integers (weights int8), or why this runtime cannot execute that.
+    sixteen_bit_activations: ClassVar[dict | str] = "the runtime has no 16-bit integer activation kernels"
 
     def unavailable_reason(self) -> str | None:
         """None when the backend's tools import here; else why not (shown when it is skipped)."""
@@ -84,10 +87,26 @@ class Backend(ABC):
         """The INT8 artifact with these layers (names from `rank_layers`) kept in float."""
         raise NotImplementedError(f"{self.name} has no layer-level float fallback")
 
-    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
-                         out_dir: Path) -> tuple[Artifact, dict] | None:
-        """The runtime's own accuracy restoration against the recipe's budget: (artifact, what it did), or None."""
+    def has_restore_accuracy(self, recipe: RecipeBase) -> bool:
+        """Whether `restore_accuracy` would act under this recipe."""
+        return False
+
+    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, probe: tuple[np.ndarray, np.ndarray],
+                         recipe: RecipeBase, out_dir: Path) -> tuple[Artifact, dict] | None:
+        """The runtime's own accuracy restoration against the recipe's budget, scored on `probe` (images, the
+        class each should get): (artifact, what it did), or None."""
         return None
+
+    def calibration_variants(self, recipe: RecipeBase) -> list[tuple[str, dict]]:
+        """The escalation ladder's calibration rung: (label, recipe patch) for each other range-setting method
+        `build` honors, besides the recipe's own; []: none (larger calibration sets are tried for every backend)."""
+        return []
+
+    def build_from_qat(self, qat: QatArtifacts, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
+        """The INT8 artifact from quantization-aware fine-tuning: by default this backend's own PTQ build of the
+        fine-tuned FP32 weights (their ranges recalibrated into its native format); a backend that executes
+        explicit Q/DQ may take `qat.qdq` as it is."""
+        return self.build(qat.fp32, calib, recipe, out_dir)
 
     def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact | None:
         """The INT8 artifact a user gets from the runtime's own tools alone: `peer`'s documented call, its

@@ -45,5 +45,13 @@ class Artifact:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+@dataclass
+class QatArtifacts:
+    """What quantization-aware fine-tuning hands every backend's builder."""
+    fp32: Path       # the fine-tuned weights as a verified FP32 ONNX (the run's metadata)
+    qdq: Path        # the fake-quantized model as Q/DQ ONNX (the learned grid)
+    record: dict     # steps, loss history, seconds, agreement before/after on the probe images
+
+
 def sidecar_path(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".json")

@@ -70,12 +70,36 @@ def write_folder(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, ou
     return len(indices)
 
 
+def held_out_indices(labels: np.ndarray, per_class: int, seed: int, exclude: set[int]) -> np.ndarray:
+    """A balanced, seeded pick of `per_class` indices per class, none of them in `exclude`."""
+    rng = np.random.default_rng(seed)
+    picks = [[i for i in rng.permutation(np.flatnonzero(labels == c)) if int(i) not in exclude][:per_class]
+             for c in range(len(CLASS_NAMES))]
+    return np.sort(np.concatenate([np.asarray(p, dtype=np.int64) for p in picks]))
+
+
 def export_folders(out: Path, *, calib_per_class: int = 50, val_limit: int | None = None, seed: int = 0,
-                   source: Path = DEBIAN_DIR) -> dict[str, int]:
-    """Write `out/calib` (balanced, from train) and `out/val` (test split, all 10k unless limited)."""
+                   probe_per_class: int = 200, train_per_class: int = 500,
+                   source: Path = DEBIAN_DIR, shipped_calibration: Path | None = None) -> dict[str, int]:
+    """Write `out/calib` (balanced, from train), `out/val` (test split, all 10k unless limited), and two more
+    held-out pieces of the train split: `out/probe` (what the escalation ladder scores its rungs on) and
+    `out/train` (quantization-aware fine-tuning). The four never share an image, and none of probe/train is an
+    image of the shipped calibration set or, pixel for pixel, of the test split."""
+    import hashlib
+
     tr_x, tr_y = load_split("train", source)
     te_x, te_y = load_split("test", source)
-    counts = {"calib": write_folder(tr_x, tr_y, balanced_indices(tr_y, calib_per_class, seed), out / "calib", "train")}
+    calib_idx = balanced_indices(tr_y, calib_per_class, seed)
+    counts = {"calib": write_folder(tr_x, tr_y, calib_idx, out / "calib", "train")}
     val_idx = np.arange(len(te_y)) if val_limit is None else balanced_indices(te_y, val_limit // 10, seed)
     counts["val"] = write_folder(te_x, te_y, val_idx, out / "val", "test")
+    test_pixels = {hashlib.sha256(img.tobytes()).digest() for img in te_x}
+    exclude = {int(i) for i in calib_idx}
+    exclude |= {i for i, img in enumerate(tr_x) if hashlib.sha256(img.tobytes()).digest() in test_pixels}
+    if shipped_calibration is not None and shipped_calibration.is_dir():
+        exclude |= {int(p.stem.split("_")[1]) for p in shipped_calibration.glob("*/train_*.png")}
+    probe_idx = held_out_indices(tr_y, probe_per_class, seed + 1, exclude)
+    counts["probe"] = write_folder(tr_x, tr_y, probe_idx, out / "probe", "train")
+    train_idx = held_out_indices(tr_y, train_per_class, seed + 2, exclude | {int(i) for i in probe_idx})
+    counts["train"] = write_folder(tr_x, tr_y, train_idx, out / "train", "train")
     return counts

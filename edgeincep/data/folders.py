@@ -191,3 +191,17 @@ def select_images(images_dir: Path, limit: int | None, seed: int = 0) -> ImageSe
     """The image folder, or a class-balanced seeded subset of `limit` images."""
     images = scan_folder(images_dir)
     return balanced_subset(images, limit, seed) if limit else images
+
+
+def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
+    """Folder labels re-indexed to the model's class order (matched by name when the model has names)."""
+    if not images.labelled:
+        return None
+    if not model_names:
+        return np.asarray(images.labels)
+    index = {n: i for i, n in enumerate(model_names)}
+    missing = [n for n in images.class_names if n not in index]
+    if missing:
+        raise DataError(f"class folders unknown to the model: {', '.join(missing[:5])} "
+                        f"(model classes: {', '.join(model_names[:10])})", images.root)
+    return np.asarray([index[images.class_names[lab]] for lab in images.labels])

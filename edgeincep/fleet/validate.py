@@ -30,13 +30,12 @@ import numpy as np
 import paramiko
 
 from edgeincep.core.errors import DataError, UserError
-from edgeincep.data.folders import scan_folder
+from edgeincep.data.folders import model_labels, scan_folder
 from edgeincep.deploy import ssh
 from edgeincep.device.common import describe_tolerance, deviation
 from edgeincep.fleet.inventory import Board, Inventory
 from edgeincep.fleet.shards import Shard, ShardQueue, split
 from edgeincep.fsutil import link_by_index
-from edgeincep.pipeline.validate_stage import model_labels
 
 SCHEMA = "edgeincep.fleet/1"
 MAX_LISTED = 50

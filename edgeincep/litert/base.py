@@ -7,6 +7,7 @@ tensor's own scale and zero point, exactly as a device application must.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -88,7 +89,7 @@ class LiteRtBackendMixin:
         return s.model_copy(update=self.fixed) if self.fixed else s
 
     def _convert(self, fp32: Path, wanted: list[tuple[str, Path]], s: TfliteSettings,
-                 calib: CalibrationSet | None) -> list[Artifact]:
+                 calib: CalibrationSet | None, float_nodes: Sequence[str] = ()) -> list[Artifact]:
         """One artifact per (kind, path): found again from its record, or converted (all misses in one child)."""
         from edgeincep.export.metadata import read_metadata
         from edgeincep.export.onnx import preprocess_from_metadata
@@ -100,8 +101,11 @@ class LiteRtBackendMixin:
         done: dict[Path, Artifact] = {}
         todo = []
         for kind, out in wanted:
-            cfg = TfliteConfig(kind=kind, io=s.io, per_channel=s.per_channel, commute_pools=s.commute_pools,
-                               depthwise_pools=s.depthwise_pools)
+            int16 = kind == "int8" and s.activations == "int16"
+            cfg = TfliteConfig(kind=kind, io="float32" if int16 else s.io, per_channel=s.per_channel,
+                               commute_pools=s.commute_pools, depthwise_pools=s.depthwise_pools,
+                               activations=s.activations if kind == "int8" else "int8",
+                               float_nodes=tuple(float_nodes) if kind == "int8" else ())
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,
                             calib=calib_digest if kind == "int8" else None, libs=library_versions(LIBS),
                             edits=INT8_EDITS_VERSION if kind == "int8" else None)
@@ -116,12 +120,33 @@ class LiteRtBackendMixin:
                                           input_size=preprocess_from_metadata(meta, fp32).input_size, metadata=meta,
                                           calib=calib, calib_digest=calib_digest, fp32_sha256=source)
             for (cfg, out, key), info in zip(todo, infos, strict=True):
-                fmt = f"tflite-{cfg.kind}" + (f"-{cfg.io}-io" if cfg.kind == "int8" else "")
+                fmt = (f"tflite-{'16x8' if cfg.activations == 'int16' else cfg.kind}"
+                       + (f"-{cfg.io}-io" if cfg.kind == "int8" else ""))
                 art = Artifact(out, self.name, cfg.kind, fmt, meta=info | {"cache_key": key})
                 self.after_build(art)
                 save_record(art, key)
                 done[out] = art
         return [done[out] for _, out in wanted]
+
+    def rank_layers(self, artifact: Artifact, fp32: Path, calib: CalibrationSet, recipe: RecipeBase,
+                    x: np.ndarray) -> list[str] | None:
+        """The .tflite's weighted operators (by output tensor name, what the quantizer's denylist takes), the one
+        whose own quantization noise is largest first: per-layer attribution against the FP32 ONNX on `x`."""
+        from edgeincep.attribution.layers import attribute, layers, worst
+        from edgeincep.litert.graph import read_graph
+        from edgeincep.litert.layers import match_tflite_layers
+
+        record = attribute(Path(fp32), {"int8": (self.name, artifact.path)}, x)
+        if "int8" not in record["artifacts"]:
+            return []
+        graph = read_graph(artifact.path)
+        ops = match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32)))
+        return [graph.tensors[graph.ops[ops[m]].outputs[0]].name for m, _ in worst(record, "int8", n=10**6) if m in ops]
+
+    def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
+                            float_nodes: Sequence[str]) -> Artifact:
+        return self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib,
+                             float_nodes)[0]
 
     def after_build(self, art: Artifact) -> None:
         """Hook for per-backend checks that belong in the artifact record (the Edge TPU report)."""

@@ -48,6 +48,8 @@ class TfliteConfig:
     per_channel: bool = True     # INT8: per-output-channel weight scales (per-tensor if False)
     commute_pools: bool = False  # convert the graph with pools moved after their 1x1 convs (quantize/rewrite.py)
     depthwise_pools: bool = True  # INT8: average pools as depthwise conv + border MUL (litert/rewrite.py)
+    activations: Literal["int8", "int16"] = "int8"  # int16: TFLite's 16x8 mode (int8 weights), float I/O
+    float_nodes: tuple[str, ...] = ()  # operators (by output tensor name) the quantizer leaves in float
 
 
 @contextlib.contextmanager
@@ -177,7 +179,8 @@ def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
     return calibrate(float_flatbuffer, images_nhwc)
 
 
-def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool) -> bytes:
+def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool, activations: str = "int8",
+                    float_nodes: tuple[str, ...] = ()) -> bytes:
     """The full-integer model with float I/O from a calibrated float model: TensorFlow's MLIR quantizer
     with the arguments TFLiteConverter passes it (calibrated_model, then this, is what the converter does
     for INT8 inside `convert()`), after `pools_as_depthwise` when asked, whose border factors are then
@@ -190,7 +193,12 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
         calibrated, _ = pools_as_depthwise(calibrated)
     try:
         with _captured_output():
-            core = bytes(mlir_quantize(calibrated, disable_per_channel=not per_channel))
+            # inference_type 6 / 9: QUANTIZED_INT16 / QUANTIZED_INT8 (tensorflow.compiler.mlir.lite.types_pb2);
+            # denylisted_nodes is what TensorFlow's QuantizationDebugger hands the same quantizer for
+            # selective quantization: those operators stay float, with (de)quantize at their borders.
+            core = bytes(mlir_quantize(calibrated, disable_per_channel=not per_channel,
+                                       inference_type=6 if activations == "int16" else 9,
+                                       denylisted_nodes=list(float_nodes) or None))
     except Exception as e:  # noqa: BLE001 - the quantizer raises ConverterError and RuntimeErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"TFLite quantizer failed for int8: {first}") from None
@@ -198,7 +206,7 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
     if depthwise_pools:
         core = exact_border_factors(core)
     islands = float_islands(core)
-    if islands:
+    if islands and not float_nodes:
         # What TFLITE_BUILTINS_INT8 promises: a float island would fail an Edge TPU compile or
         # an int8-only NPU, so it is an error here rather than a silent slow path.
         raise ConversionError(f"TFLite INT8: {len(islands)} operator(s) left in float: {', '.join(islands[:5])}")

@@ -21,4 +21,7 @@ class TfliteSettings(Strict):
     commute_pools: bool = Field(False, description="pool after the 1x1 conv (exact in float; faster, less accurate INT8)")
     # XNNPACK has no int8 average pool: each ran in TFLite's reference kernel and split XNNPACK's graph
     # (Inception-v4 INT8 30.5 -> 15.9 ms with this on). The Edge TPU target keeps its pools regardless.
+    # int16: TFLite's 16x8 quantization (int16 activations, int8 weights; float I/O). LiteRT runs it on its
+    # reference kernels (XNNPACK has none): more accurate, much slower; the escalation ladder's 16-bit rung.
+    activations: Literal["int8", "int16"] = Field("int8", description="INT8 model activation type (int16: 16x8)")
     depthwise_pools: bool = Field(True, description="INT8 average pools as depthwise conv + border MUL (XNNPACK int8)")

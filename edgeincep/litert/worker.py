@@ -168,12 +168,15 @@ class _Intermediates:
         name = f"calibrated-{_key(self.source, self.req['calib_digest'])}.tflite"
         return self._cached(name, lambda: calibrated_model(self.float(), np.load(self.work / "calib.npy")))
 
-    def int8_core(self, per_channel: bool, depthwise_pools: bool) -> bytes:
+    def int8_core(self, per_channel: bool, depthwise_pools: bool, activations: str = "int8",
+                  float_nodes: tuple[str, ...] = ()) -> bytes:
         from edgeincep.litert.convert import quantized_model
 
-        name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools)}.tflite"
+        extra = (activations, *float_nodes) if activations != "int8" or float_nodes else ()
+        name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools, *extra)}.tflite"
         return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel=per_channel,
-                                                          depthwise_pools=depthwise_pools))
+                                                          depthwise_pools=depthwise_pools, activations=activations,
+                                                          float_nodes=float_nodes))
 
 
 def _one(job: dict, have: _Intermediates) -> dict:
@@ -181,19 +184,21 @@ def _one(job: dict, have: _Intermediates) -> dict:
     from edgeincep.litert.rewrite import float16_weights
 
     t0 = time.perf_counter()
-    cfg = TfliteConfig(**{f.name: job[f.name] for f in fields(TfliteConfig)})  # the job is asdict(cfg) + "out"
+    cfg = TfliteConfig(**{f.name: tuple(job[f.name]) if f.name == "float_nodes" else job[f.name]
+                          for f in fields(TfliteConfig)})  # the job is asdict(cfg) + "out"
     if cfg.kind == "fp32":
         flat = have.float()
     elif cfg.kind == "fp16":
         flat = float16_weights(have.float())
     else:
-        flat = with_io(have.int8_core(cfg.per_channel, cfg.depthwise_pools), cfg.io)
+        flat = with_io(have.int8_core(cfg.per_channel, cfg.depthwise_pools, cfg.activations, cfg.float_nodes), cfg.io)
     flat = with_metadata(flat, have.req["metadata"])
     Path(job["out"]).write_bytes(flat)
     int8 = cfg.kind == "int8"
     return {"kind": cfg.kind, "io": cfg.io if int8 else "float32", "commute_pools": cfg.commute_pools,
             "per_channel": cfg.per_channel if int8 else None,
             "depthwise_pools": cfg.depthwise_pools if int8 else None,
+            **({"activations": cfg.activations, "float_nodes": list(cfg.float_nodes)} if int8 else {}),
             "calibration_images": have.req["calib_images"] if int8 else 0,
             "convert_seconds": round(time.perf_counter() - t0, 2), "size_bytes": len(flat)}
 

@@ -29,7 +29,6 @@ from edgeincep.registry import get_backend, list_backends
 from edgeincep.report.html import write_html
 from edgeincep.report.summary import markdown
 from edgeincep.validate.drift import drift_record
-from edgeincep.validate.fallback import brief, fallback_search
 from edgeincep.validate.gates import violations
 from edgeincep.validate.ort import reference_predictor
 
@@ -51,24 +50,24 @@ def select_targets(target: str) -> list[Backend]:
     return chosen
 
 
-def _probe_scorer(fp32: Path, calib: CalibrationSet, labels: np.ndarray | None, threads: int):
-    """Drift on the calibration images: fallback decisions never look at the validation set."""
+def probe_scorer(fp32: Path, probe, threads: int):
+    """Drift on the probe images: the ladder's decisions never look at the validation set."""
     from edgeincep.bench import interleaved_latency
 
     ref_pred = reference_predictor(fp32, threads)
-    ref = ref_pred.predict(calib.x)
+    ref = ref_pred.predict(probe.x)
 
     def score(art: Artifact) -> dict:
         pred = get_backend(art.target).load(art, threads)
-        rec = drift_record(ref, pred.predict(calib.x), labels, calib.paths, [])
-        # What keeping layers in float costs: size, and batch-1 latency as a ratio to FP32 measured
-        # interleaved (a ratio survives a noisy machine; absolute ms would not).
-        lat = interleaved_latency([ref_pred, pred], calib.x[:1], runs=15, warmup=2)
+        rec = drift_record(ref, pred.predict(probe.x), probe.labels, probe.paths, [])
+        # What a rung costs: size, and batch-1 latency as a ratio to FP32 measured interleaved (a ratio
+        # survives a noisy machine; absolute ms would not).
+        lat = interleaved_latency([ref_pred, pred], probe.x[:1], runs=15, warmup=2)
         rec["size_bytes"] = art.size_bytes()
         rec["latency_vs_fp32"] = lat[pred.name]["p50_ms"] / lat[ref_pred.name]["p50_ms"]
         return rec
 
-    return score
+    return score, ref.argmax(1)
 
 
 def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
@@ -85,36 +84,22 @@ def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: lis
         return None
 
 
-def build_with_fallback(t: Backend, fp32: Path, calib: CalibrationSet, calib_labels, recipe: RecipeBase,
-                        out_dir: Path, threads: int) -> tuple[Artifact, dict]:
-    art = t.build(fp32, calib, recipe, out_dir)
-    if not recipe.fallback.enabled:
-        return art, {}
-    score = _probe_scorer(fp32, calib, calib_labels, threads)
-    first = score(art)
-    if not violations(first, recipe.budget):
-        return art, {"needed": False, "probe": "calibration images", "steps": [{"float_nodes": 0,
-                     "top1_agreement": first["top1_agreement"], "top1_drop_points": first.get("top1_drop_points")}]}
-    with err.status("ranking layers by quantization sensitivity"):
-        ranked = t.rank_layers(art, fp32, calib, recipe, calib.x[:16])
-    restored = None
-    if ranked is None and calib_labels is not None:
-        with err.status(f"{t.name}: restoring accuracy (layers back to float until the budget holds)"):
-            restored = t.restore_accuracy(fp32, calib, calib_labels, recipe, out_dir)
-    if restored is not None:
-        restored, info = restored
-        after = score(restored)
-        return restored, {"needed": True, "passed_on_probe": not violations(after, recipe.budget),
-                          "probe": "calibration images", **info,
-                          "steps": [{"float_nodes": 0, **brief(first)},
-                                    {"float_nodes": len(info["float_nodes"]), "nodes": info["float_nodes"],
-                                     **brief(after)}]}
-    if ranked is None:
-        return art, {"needed": True, "note": f"{art.fmt} has no layer-level float fallback"}
-    res = fallback_search(ranked, lambda nodes: t.build_keeping_float(fp32, calib, recipe, out_dir, nodes), score,
-                          recipe.budget, recipe.fallback.max_float_nodes, (art, first))
-    return res.artifact, {"needed": True, "passed_on_probe": res.passed, "float_nodes": res.float_nodes,
-                          "probe": "calibration images", "steps": res.steps}
+def build_escalating(t: Backend, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path, threads: int,
+                     probe, *, calibration=None, qat=None) -> tuple[Artifact, dict]:
+    """The target's INT8 artifact through the escalation ladder (plain PTQ first; each later rung only when the
+    one before missed the budget on the probe), and the ladder's record."""
+    from edgeincep.escalation.base import Context
+    from edgeincep.escalation.ladder import climb
+
+    esc = recipe.escalation
+    if esc.rungs == ["ptq"]:  # no ladder: ship as built, and spend nothing on scoring
+        return t.build(fp32, calib, recipe, out_dir), {"rungs": [{"rung": "ptq", "title": "INT8 as configured",
+                                                                  "status": "not scored", "reason": "the recipe's "
+                                                                  "ladder is [ptq]: shipped as built"}]}
+    score, targets = probe_scorer(fp32, probe, threads)
+    ctx = Context(t, fp32, calib, recipe, out_dir, probe, score, targets, calibration or (lambda n: None), qat)
+    best, record = climb(ctx, esc.rungs, esc.time_budget_s)
+    return best.artifact, record
 
 
 def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
@@ -147,7 +132,7 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
     """Each arm64 bundle's run.py on a balanced `count` of the validation images as a Raspberry Pi 4 and 5 under
     qemu: what the board computes against the host's INT8 and FP32 (entry["bundle"]["emulated"])."""
     from edgeincep.bundle.emulate import EMULATED_DEVICES, device_drift, unavailable_reason
-    from edgeincep.pipeline.validate_stage import model_labels
+    from edgeincep.data.folders import model_labels
     from edgeincep.validate.runner import run_predictors
 
     bundles = [(art, entry) for art, entry in zip(artifacts, record["artifacts"], strict=True)
@@ -187,17 +172,95 @@ def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> 
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
                  recipe_path: Path | None = None, wheels: bool = False, ray: bool = False,
-                 ray_address: str | None = None) -> dict:
+                 ray_address: str | None = None, probe_dir: Path | None = None, train_dir: Path | None = None) -> dict:
+    if train_dir is not None:  # asked for by name: a missing or unlabelled folder is an error before any work
+        from edgeincep.pipeline.qat_stage import check_train_folder
+
+        check_train_folder(train_dir, [])
+    if probe_dir is not None:
+        from edgeincep.data.folders import scan_folder
+
+        scan_folder(probe_dir)
     out_dir = ensure_writable_dir(out_dir)
     with output_lock(out_dir):
         return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                     out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
-                    wheels=wheels, ray=ray, ray_address=ray_address)
+                    wheels=wheels, ray=ray, ray_address=ray_address, probe_dir=probe_dir, train_dir=train_dir)
+
+
+class _Escalation:
+    """What the ladders of one run share: the probe images, larger calibration sets, and QAT (made once)."""
+
+    def __init__(self, model_name: str, weights: str, fp32: Path, pre, class_names: list[str], calib_root: Path,
+                 images: ImageSet, probe_dir: Path | None, train_dir: Path | None, out_dir: Path, threads: int,
+                 skip_bad: bool):
+        from edgeincep.pipeline.qat_stage import default_train_folder
+
+        self.model_name, self.weights, self.fp32, self.pre, self.class_names = model_name, weights, fp32, pre, class_names
+        self.calib_root, self.images, self.out_dir, self.threads, self.skip_bad = calib_root, images, out_dir, threads, skip_bad
+        self.probe_dir = probe_dir if probe_dir is not None else default_probe_folder(class_names)
+        self.train_dir = train_dir if train_dir is not None else default_train_folder(class_names)
+        self._probe, self._qat, self._calib = None, None, {}
+
+    def probe(self, recipe: RecipeBase, calib: CalibrationSet):
+        from edgeincep.escalation.probe import load_probe
+
+        if self._probe is None:
+            with err.status("preparing the probe images"):
+                self._probe = load_probe(self.probe_dir, pre=self.pre, count=recipe.escalation.probe_images,
+                                         class_names=self.class_names, calib_paths=calib.paths, calib_x=calib.x,
+                                         calib_labels=calibration_labels(self.calib_root, calib, self.class_names),
+                                         validation=self.images, skip_bad=self.skip_bad)
+            for line in self._probe.summary(recipe.budget)["notes"]:
+                note(line)
+        return self._probe
+
+    def calibration(self, seed: int):
+        def larger(n: int) -> CalibrationSet | None:
+            from edgeincep.data.folders import scan_folder
+
+            if len(scan_folder(self.calib_root)) < n:
+                return None
+            if (n, seed) not in self._calib:
+                self._calib[n, seed] = load_calibration(self.calib_root, self.pre, count=n, seed=seed,
+                                                        skip_bad=self.skip_bad)
+                _refuse_overlap(self._calib[n, seed].paths, self.images, self.calib_root)
+            return self._calib[n, seed]
+        return larger
+
+    def qat(self, recipe: RecipeBase, calib: CalibrationSet):
+        if self.train_dir is None:
+            return None
+
+        def make():
+            from edgeincep.pipeline.qat_stage import run_qat
+
+            if self._qat is None:
+                self._qat = run_qat(self.model_name, self.weights, self.fp32, calib.x, self.train_dir,
+                                    recipe.escalation.qat, self.probe(recipe, calib).x,
+                                    self.out_dir / "escalation" / "qat", self.threads, self.skip_bad)
+            return self._qat
+        return make
+
+
+def default_probe_folder(class_names: list[str]) -> Path | None:
+    """`make data`'s held-out probe split, where it exists and its classes are the model's."""
+    from edgeincep.data.folders import scan_folder
+    from edgeincep.paths import PROJECT_ROOT
+
+    root = PROJECT_ROOT / "data" / "fashion-mnist" / "probe"
+    if not root.is_dir():
+        return None
+    try:
+        images = scan_folder(root)
+    except DataError:
+        return None
+    return root if images.labelled and class_names and set(images.class_names) <= set(class_names) else None
 
 
 def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
          limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None, wheels: bool, ray: bool,
-         ray_address: str | None) -> dict:
+         ray_address: str | None, probe_dir: Path | None, train_dir: Path | None) -> dict:
     calib_root = calib_dir or default_calibration()
     meter = StageMeter()
     with meter.stage("export"):
@@ -206,12 +269,18 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta, fp32)
     class_names = json.loads(meta.get("edgeincep.labels", "[]"))
-    artifacts, recipes, fallbacks = [], {}, {}
+    artifacts, recipes, ladders = [], {}, {}
     calib_cache: dict[tuple, CalibrationSet] = {}
     targets = select_targets(target)
     val_recipe = (load_recipe_file(recipe_path) if recipe_path
                   else find_recipe(model_name, targets[0].name) if targets else Recipe()).validation
     images = select_images(val_dir, limit or val_recipe.limit)
+    if train_dir is not None:
+        from edgeincep.pipeline.qat_stage import check_train_folder
+
+        check_train_folder(train_dir, class_names)
+    shared = _Escalation(model_name, weights, fp32, pre, class_names, calib_root, images, probe_dir, train_dir,
+                         out_dir, threads, skip_bad)
     for t in targets:
         recipe = load_recipe_file(recipe_path) if recipe_path else find_recipe(model_name, t.name)
         recipes[t.name] = recipe.model_dump()
@@ -222,13 +291,15 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         calib = calib_cache[key]
         with meter.stage(f"build:{t.name}"), \
                 err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):
-            art, fb = build_with_fallback(t, fp32, calib, calibration_labels(calib_root, calib, class_names), recipe,
-                                          out_dir, threads)
+            art, ladder = build_escalating(
+                t, fp32, calib, recipe, out_dir, threads,
+                shared.probe(recipe, calib) if recipe.escalation.rungs != ["ptq"] else None,
+                calibration=shared.calibration(recipe.calibration.seed), qat=shared.qat(recipe, calib))
             # The runtime's own float builds, validated and gated like the INT8 one: they prove the
             # runtime computes true FP32 (OpenVINO on a bf16-capable CPU would not, unasked).
             artifacts.extend(t.references(fp32, recipe, out_dir))
         artifacts.append(art)
-        fallbacks[art.name] = fb
+        ladders[art.name] = ladder
     with meter.stage("validate"):
         record = validate(fp32, artifacts, images, threads=threads, skip_bad=skip_bad,
                           batch_size=val_recipe.batch_size, ray=ray, ray_address=ray_address)
@@ -244,7 +315,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
     for entry in record["artifacts"]:
         budget = Recipe.model_validate(recipes[entry["target"]]).budget
         entry["gate"] = {"budget": budget.model_dump(), "violations": violations(entry["drift"], budget)}
-        entry["fallback"] = fallbacks.get(f"{entry['target']}:{entry['precision']}", {})
+        entry["escalation"] = ladders.get(f"{entry['target']}:{entry['precision']}", {})
         if entry["gate"]["violations"]:
             failures.append(f"{entry['target']}:{entry['precision']}: {'; '.join(entry['gate']['violations'])}")
     if any(get_backend(a.target).bundle_devices for a in artifacts):

@@ -3,30 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from edgeincep.core.artifact import Artifact
-from edgeincep.core.errors import DataError
-from edgeincep.data.folders import ImageSet
+from edgeincep.data.folders import ImageSet, model_labels
 from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
 from edgeincep.registry import get_backend
 from edgeincep.validate.drift import accuracy_record, confidence_histogram, drift_record
 from edgeincep.validate.ort import reference_artifact, reference_predictor
 from edgeincep.validate.runner import run_predictors
-
-
-def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
-    """Folder labels re-indexed to the model's class order (matched by name when the model has names)."""
-    if not images.labelled:
-        return None
-    if not model_names:
-        return np.asarray(images.labels)
-    index = {n: i for i, n in enumerate(model_names)}
-    missing = [n for n in images.class_names if n not in index]
-    if missing:
-        raise DataError(f"class folders unknown to the model: {', '.join(missing[:5])} "
-                        f"(model classes: {', '.join(model_names[:10])})", images.root)
-    return np.asarray([index[images.class_names[lab]] for lab in images.labels])
 
 
 def validate(reference_onnx: Path, artifacts: list[Artifact], images: ImageSet, *, threads: int = 0,

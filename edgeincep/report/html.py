@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
+from edgeincep.report.escalation import COLUMNS, ladder_rows, ladder_summary
 from edgeincep.report.summary import DEVICE_COLUMNS, device_rows, with_interval
 
 CSS = """
@@ -72,17 +73,18 @@ def render(report: dict, base: Path | None = None) -> str:
                                              **{f"{a['target']}:{a['precision']}": a["confidence_hist"] for a in arts}}))
     figs.append(plots.size_bars({"fp32": (ref["size_bytes"] or 0) / 1e6,
                                  **{f"{a['target']}:{a['precision']}": (a["size_bytes"] or 0) / 1e6 for a in arts}}))
-    fallback = []
+    ladders = []
     for a in arts:
-        fb = a.get("fallback") or {}
-        if fb.get("needed") and fb.get("note"):
-            fallback.append(f"<p><b>{_e(a['target'])}</b>: the calibration-image probe was over budget; "
-                            f"{_e(fb['note'])}, so the artifact is gated as built.</p>")
-        elif fb.get("needed"):
-            nodes = ", ".join(f"<code>{_e(n)}</code>" for n in fb.get("float_nodes", [])) or "none"
-            fallback.append(f"<p><b>{_e(a['target'])}</b>: kept in float: {nodes} "
-                            f"(budget {'met' if fb.get('passed_on_probe') else 'not met'} on the {_e(fb.get('probe'))})</p>"
-                            + _fallback_steps(fb.get("steps", [])))
+        rungs = ladder_rows(a)
+        if len(rungs) > 1:  # past plain INT8: every rung, tried or not, with what it bought and cost
+            body = "".join("<tr>" + "".join(f"<td>{_e(r[k])}</td>" for k, _ in COLUMNS) + "</tr>" for r in rungs)
+            steps = next((c.get("steps") for rung in a["escalation"]["rungs"] if rung["rung"] == "fallback"
+                          for c in rung.get("candidates", []) if c.get("steps")), None)
+            ladders.append(f"<p>{_e(ladder_summary(a)).replace('**', '')}</p><table><tr>"
+                           + "".join(f"<th>{_e(t)}</th>" for _, t in COLUMNS) + f"</tr>{body}</table>"
+                           + (f"<details><summary>fallback steps</summary>{_fallback_steps(steps)}</details>"
+                              if steps else "")
+                           + "".join(f"<p class=sub>{_e(n)}</p>" for n in (a['escalation'].get('probe') or {}).get('notes', [])))
     flips = []
     for a in arts:
         items = "".join(f"<li><code>{_e(f['image'])}</code>: {_e(f['fp32'])} → {_e(f['other'])}"
@@ -109,7 +111,7 @@ def render(report: dict, base: Path | None = None) -> str:
 <th>SQNR dB</th><th>MB</th><th>ms (b=1, p50)</th><th>gate</th></tr>{''.join(rows)}</table>
 {''.join(f'<img src="{f}">' for f in figs)}
 {_device_checks(arts, base)}{_bundles(arts)}{_emulated(arts)}{_attribution(val.get("attribution"))}
-<h2>Fallback</h2>{''.join(fallback) or '<p>No layer needed to stay in float.</p>'}
+<h2>Escalation ladder</h2>{''.join(ladders) or '<p>Plain INT8 met the budget on the probe: no rung past it was needed.</p>'}
 <h2>Flipped predictions</h2>{''.join(flips) or '<p>None.</p>'}
 <h2>Pipeline stages</h2><table><tr><th>stage</th><th>seconds</th><th>peak MB (with child processes)</th></tr>{stages}</table>
 <p class=sub>edgeincep report schema {_e(report['schema'])}. With 10 classes top-5 is nearly saturated.</p>

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edgeincep.console import out
+from edgeincep.report.escalation import COLUMNS, ladder_rows, ladder_summary
 
 
 def _pct(v) -> str:
@@ -99,6 +100,12 @@ def markdown(report: dict) -> str:
     if emulated:
         lines += ["", "On the device (the bundle's run.py as arm64 code under qemu-user):", ""]
         lines += ["| " + " | ".join(r) + " |" for r in [list(DEVICE_COLUMNS), ["---"] * len(DEVICE_COLUMNS), *emulated]]
+    for a in val["artifacts"]:
+        rows = ladder_rows(a)
+        if len(rows) > 1:  # a ladder climbed past plain INT8: every rung, tried or not
+            lines += ["", f"Escalation: {ladder_summary(a)}", "",
+                      "| " + " | ".join(t for _, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+            lines += ["| " + " | ".join(str(r[k]).replace("|", "/") for k, _ in COLUMNS) + " |" for r in rows]
     for a in val["artifacts"]:
         tpu = (a.get("meta") or {}).get("edgetpu")
         if tpu:

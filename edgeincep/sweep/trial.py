@@ -113,9 +113,10 @@ def _measure(spec: TrialSpec) -> dict:
 
     from edgeincep.bench import interleaved_latency
     from edgeincep.data.folders import select_images
+    from edgeincep.escalation.probe import load_probe
     from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
     from edgeincep.paths import default_calibration
-    from edgeincep.pipeline.run import build_with_fallback, calibration_labels
+    from edgeincep.pipeline.run import build_escalating, calibration_labels
     from edgeincep.pipeline.validate_stage import validate
     from edgeincep.quantize.calibration import load_calibration
     from edgeincep.recipes import recipe_model
@@ -133,9 +134,13 @@ def _measure(spec: TrialSpec) -> dict:
         raise UserError(f"target {spec.target} cannot run on {socket.gethostname()}: {reason}")
     calib_root = default_calibration()
     calib = load_calibration(calib_root, pre, count=recipe.calibration.count, seed=recipe.calibration.seed)
-    labels = calibration_labels(calib_root, calib, json.loads(meta.get("edgeincep.labels", "[]")))
-    art, fallback = build_with_fallback(backend, fp32, calib, labels, recipe, spec.folder, spec.threads)
+    class_names = json.loads(meta.get("edgeincep.labels", "[]"))
     images = select_images(Path(spec.val_dir), spec.limit or recipe.validation.limit)
+    # A trial measures one configuration: its ladder probes on the calibration images and has no QAT rung
+    probe = load_probe(None, pre=pre, count=len(calib), class_names=class_names, calib_paths=calib.paths,
+                       calib_x=calib.x, calib_labels=calibration_labels(calib_root, calib, class_names),
+                       validation=images)
+    art, fallback = build_escalating(backend, fp32, calib, recipe, spec.folder, spec.threads, probe)
     record = validate(fp32, [art], images, threads=spec.threads, batch_size=recipe.validation.batch_size)
     entry, ref = record["artifacts"][0], record["reference"]
     x = np.zeros((1, 3, pre.input_size, pre.input_size), np.float32)

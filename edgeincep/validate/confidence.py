@@ -57,14 +57,14 @@ def paired_bootstrap(ref_correct: np.ndarray | None, other_correct: np.ndarray |
 def wilson_interval(successes: int, n: int, level: float) -> list[float]:
     """Wilson's score interval of a proportion. Where every image agrees the bootstrap has nothing to resample
     and gives [1, 1]; Wilson's lower bound is still below 1 (300 of 300 at 95%: 98.7%), as it should be."""
-    z = _z(level)
+    z = z_value(level)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def _z(level: float) -> float:
+def z_value(level: float) -> float:
     """The standard normal quantile at (1 + level) / 2, by bisection on erf (no scipy on devices)."""
     target, lo, hi = (1 + level) / 2, 0.0, 10.0
     for _ in range(100):

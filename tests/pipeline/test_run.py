@@ -38,7 +38,7 @@ def test_default_job_builds_validates_and_reports(tmp_path, fmnist_val):
 def test_gate_failure_is_a_distinct_exit_with_the_report_kept(tmp_path, fmnist_val):
     recipe = tmp_path / "harsh.yaml"
     recipe.write_text("calibration: {count: 1, method: percentile, percentile: 90.001, num_bins: 128}\n"
-                      "fallback: {enabled: false}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
+                      "escalation: {rungs: [ptq]}\nbudget: {max_top1_drop: 0.0, min_agreement: 1.0}\n")
     with pytest.raises(GateError, match="drift budget exceeded: onnxruntime:int8") as e:
         run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
                      calib_dir=None, out_dir=tmp_path / "out", limit=100, recipe_path=recipe)
@@ -67,7 +67,7 @@ def test_a_second_run_on_the_same_output_directory_is_refused_naming_the_holder(
 
 def test_openvino_job_validates_its_own_fp32_ir_beside_the_int8_one(tmp_path, fmnist_val):
     recipe = tmp_path / "ov.yaml"
-    recipe.write_text("openvino: {accuracy_control: false, fast_bias_correction: true}\nfallback: {enabled: false}\n"
+    recipe.write_text("openvino: {accuracy_control: false, fast_bias_correction: true}\nescalation: {rungs: [ptq]}\n"
                       "budget: {max_top1_drop: 2.0, min_agreement: 0.95}\n")
     report = run_pipeline("inception_resnet_v1", weights="reference", target="openvino", val_dir=fmnist_val,
                           calib_dir=None, out_dir=tmp_path / "out", limit=200, recipe_path=recipe)

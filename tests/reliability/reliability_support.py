@@ -23,7 +23,7 @@ TINY_EXPORT = ["export", "--model", "inception_resnet_v1_cls", "--width", "0.125
                "--input-size", "75"]
 # A run that finishes in seconds: the committed 0.125-width reference model, 10 calibration images, a
 # budget any INT8 build passes (these rows test plumbing, not accuracy).
-FAST_RECIPE = ("calibration: {count: 10}\nfallback: {enabled: false}\n"
+FAST_RECIPE = ("calibration: {count: 10}\nescalation: {rungs: [ptq]}\n"
                "openvino: {accuracy_control: false, fast_bias_correction: true}\n"
                "budget: {max_top1_drop: 100.0, min_agreement: 0.0}\n")
 

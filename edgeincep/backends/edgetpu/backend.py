@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -94,9 +95,28 @@ class EdgeTpuBackend(LiteRtBackendMixin, Backend):
     suffixes = ()  # a .tflite found without its record is taken as the tflite backend's
     # Coral's compiler maps int8 AVERAGE_POOL_2D itself: the pools stay pools (one op, not two).
     fixed: ClassVar[dict[str, object]] = {"io": "uint8", "depthwise_pools": False}
+    sixteen_bit_activations = "the Edge TPU executes 8-bit integers only"
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
         return self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib)[0]
+
+    def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
+                            float_nodes: Sequence[str]) -> Artifact:
+        """The Edge TPU runs one integer subgraph from the input: its compiler maps operators up to the first
+        one it cannot, and everything after runs on the CPU. So a float layer cuts the graph there: every
+        operator from the earliest of `float_nodes` on stays float (the CPU tail), the head stays int8."""
+        from edgeincep.litert.graph import read_graph
+
+        plain = self.build(fp32, calib, recipe, out_dir)
+        graph = read_graph(plain.path)
+        wanted = set(float_nodes)
+        cut = min((op.index for op in graph.ops if graph.tensors[op.outputs[0]].name in wanted), default=None)
+        if cut is None:
+            return plain
+        tail = [graph.tensors[op.outputs[0]].name for op in graph.ops[cut:] if op.name not in ("QUANTIZE", "DEQUANTIZE")]
+        art = self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib, tail)[0]
+        art.meta["cpu_tail"] = {"from_operator": cut, "operators": len(tail), "of": len(graph.ops)}
+        return art
 
     def after_build(self, art: Artifact) -> None:
         report = edgetpu_compat.check(read_graph(art.path))

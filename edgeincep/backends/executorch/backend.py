@@ -41,6 +41,7 @@ class ExecuTorchBackend(Backend):
     libraries = ("executorch", "torchao")
     bundle_devices = ("rpi",)
     build_memory_gb = 2.5  # torch.export, PT2E and lowering
+    sixteen_bit_activations = "XNNPACK's quantized kernels take 8-bit activations only"
 
     def unavailable_reason(self) -> str | None:
         from edgeincep.backends.executorch.quiet import quiet_python

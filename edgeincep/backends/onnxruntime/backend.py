@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from edgeincep.backends.base import Backend
 from edgeincep.backends.onnxruntime.settings import OrtSettings
@@ -28,6 +28,16 @@ class OnnxRuntimeBackend(Backend):
     suffixes = (".onnx",)
     file_format = "onnx"
     peer = "ONNX Runtime quantize_static, defaults"
+
+    sixteen_bit_activations: ClassVar[dict | str] = {"onnxruntime": {"format": "a16w8"}}
+
+    def calibration_variants(self, recipe: RecipeBase) -> list[tuple[str, dict]]:
+        c = recipe.calibration
+        wanted = [("entropy (KL) ranges", {"method": "entropy"}),
+                  ("percentile 99.99 ranges", {"method": "percentile", "percentile": 99.99}),
+                  ("percentile 99.999 ranges", {"method": "percentile", "percentile": 99.999})]
+        return [(label, {"calibration": p}) for label, p in wanted
+                if not (p["method"] == c.method and p.get("percentile", c.percentile) == c.percentile)]
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
         return self.build_keeping_float(fp32, calib, recipe, out_dir, ())

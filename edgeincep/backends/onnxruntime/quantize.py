@@ -28,7 +28,7 @@ from edgeincep.quantize.calibration import CalibrationSet
 METHODS = ("minmax", "entropy", "percentile")
 # U8S8: uint8 activations, int8 weights. ORT's x86 CPU kernels fuse these QDQ groups into
 # QLinearConv (probed: 62 ms vs 93 ms for S8S8 on Inception-v4). S8S8 is symmetric int8 for both.
-FORMATS = ("u8s8", "s8s8")
+FORMATS = ("u8s8", "s8s8", "a16w8")
 
 
 @dataclass
@@ -120,13 +120,14 @@ def quantize_onnx(fp32: Path, out: Path, calib: CalibrationSet, cfg: OrtQuantCon
         cache = work / "ranges.json"
         save_tensors_data(ranges, cache)
         t_cal = time.perf_counter() - t0
-        act = QuantType.QUInt8 if cfg.fmt == "u8s8" else QuantType.QInt8
+        act = {"u8s8": QuantType.QUInt8, "s8s8": QuantType.QInt8, "a16w8": QuantType.QUInt16}[cfg.fmt]
         with atomic_path(out) as tmp_out:
             quantize_static(
                 str(pre), str(tmp_out), None, quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
                 activation_type=act, weight_type=QuantType.QInt8, calibrate_method=_method_enum(cfg.method),
                 nodes_to_exclude=list(cfg.exclude_nodes) or None, calibration_cache_path=str(cache),
-                extra_options={"ActivationSymmetric": cfg.fmt == "s8s8", "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": cfg.fmt == "s8s8", "WeightSymmetric": True,
+                               "UseQDQContribOps": cfg.fmt == "a16w8"},
             )
             _stamp(tmp_out, metadata or {}, cfg)
     return {"method": cfg.method, "format": f"qdq-{cfg.fmt}", "per_channel": cfg.per_channel,

@@ -254,6 +254,8 @@ class OpenVinoBackend(Backend):
     build_memory_gb = 2.0  # NNCF's statistics
     libraries = LIBS
     peer = "NNCF nncf.quantize, defaults"
+    sixteen_bit_activations = ("OpenVINO's CPU plugin has no 16-bit integer kernels: a FakeQuantize of more than 256 "
+                               "levels executes in float")
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -343,11 +345,24 @@ class OpenVinoBackend(Backend):
     def layer_outputs(self, path: Path, fp32: Path, ls: list[Layer], x: np.ndarray):
         return layer_outputs(path, ls, x)
 
-    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, labels: np.ndarray, recipe: RecipeBase,
-                         out_dir: Path) -> tuple[Artifact, dict] | None:
-        """nncf.quantize_with_accuracy_control against the budget, scored on the labelled calibration
-        images (never the validation set); the layers it reverted to float come from NNCF's log.
-        None when the recipe turns accuracy control off."""
+    def has_restore_accuracy(self, recipe: RecipeBase) -> bool:
+        return recipe.openvino.accuracy_control
+
+    def calibration_variants(self, recipe: RecipeBase) -> list[tuple[str, dict]]:
+        s = recipe.openvino
+        out = []
+        if s.activation_ranges != "mean_minmax":
+            out.append(("NNCF mean-of-min/max ranges", {"openvino": {"activation_ranges": "mean_minmax"}}))
+        if s.preset != "mixed":
+            out.append(("asymmetric activations (mixed preset)", {"openvino": {"preset": "mixed"}}))
+        return out
+
+    def restore_accuracy(self, fp32: Path, calib: CalibrationSet, probe: tuple[np.ndarray, np.ndarray],
+                         recipe: RecipeBase, out_dir: Path) -> tuple[Artifact, dict] | None:
+        """nncf.quantize_with_accuracy_control against the budget: calibrated on `calib`, scored on the probe
+        images (never the validation set) by top-1 against `probe`'s targets (the FP32 model's own predictions
+        make the metric agreement, which a budget on agreement needs); the layers it reverted to float come
+        from NNCF's log. None when the recipe turns accuracy control off."""
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
@@ -356,7 +371,9 @@ class OpenVinoBackend(Backend):
             return None
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
         out = Path(out_dir) / f"{stem}.openvino.int8.xml"
-        data = _dataset(calib, labels)
+        px, targets = probe
+        data = nncf.Dataset([(px[i:i + 1], int(targets[i])) for i in range(len(px))], lambda item: item[0])
+        max_drop = min(recipe.budget.max_top1_drop / 100, 1.0 - recipe.budget.min_agreement)
 
         def top1(compiled, items) -> tuple[float, list[float]]:
             port = compiled.output(0)
@@ -369,7 +386,7 @@ class OpenVinoBackend(Backend):
         try:
             preset = nncf.QuantizationPreset.PERFORMANCE if s.preset == "performance" else nncf.QuantizationPreset.MIXED
             q = nncf.quantize_with_accuracy_control(
-                _convert(fp32), data, data, top1, max_drop=recipe.budget.max_top1_drop / 100,
+                _convert(fp32), _dataset(calib), data, top1, max_drop=max_drop,
                 drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=len(calib),
                 fast_bias_correction=fast_bias_correction(s, Path(fp32), len(calib))[0],
                 advanced_quantization_parameters=_advanced(s),

@@ -72,7 +72,13 @@ class TensorRtBackend(Backend):
     bundle_devices = ("jetson",)
     build_memory_gb = 2.5  # ModelOpt and torch in its child
     libraries = (*LIBS, "tensorrt")
+    sixteen_bit_activations = ("TensorRT has no 16-bit integer activations: its precision between INT8 and FP32 is "
+                               "FP16, which the fallback rung's float layers already use")
     peer = "NVIDIA ModelOpt quantize, defaults (Q/DQ on ONNX Runtime CPU here)"
+
+    def calibration_variants(self, recipe: RecipeBase) -> list[tuple[str, dict]]:
+        other = "entropy" if recipe.tensorrt.calibration_method == "max" else "max"
+        return [(f"ModelOpt {other} calibration", {"tensorrt": {"calibration_method": other}})]
 
     def unavailable_reason(self) -> str | None:
         # The Q/DQ build and its CPU validation need only ModelOpt; the engine needs TensorRT + a GPU.

@@ -6,7 +6,7 @@ with the Edge TPU backend; what is this backend's own is the float references an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from edgeincep.backends.base import Backend
 from edgeincep.core.artifact import Artifact
@@ -25,6 +25,7 @@ class TfliteBackend(LiteRtBackendMixin, Backend):
     bundle_devices = ("rpi", "coral")
     build_memory_gb = 3.0  # TensorFlow and onnx2tf in the converting child
     peer = "TensorFlow TFLiteConverter full-integer, defaults"
+    sixteen_bit_activations: ClassVar[dict | str] = {"tflite": {"activations": "int16"}}
 
     def references(self, fp32: Path, recipe: RecipeBase, out_dir: Path) -> list[Artifact]:
         """The float .tflite files, validated beside INT8: FP32 proves the conversion itself is exact."""

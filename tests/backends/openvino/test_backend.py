@@ -112,7 +112,7 @@ def test_accuracy_control_reverts_layers_until_the_budget_holds(fp32, tmp_path):
     agree = lambda art: (OV.load(art).predict(calib.x).argmax(1) == targets).mean()  # noqa: E731
     before = agree(plain)
     assert before < 1.0  # the premise: the coarse INT8 flips some images
-    art, info = OV.restore_accuracy(fp32, calib, targets, recipe, tmp_path / "restored")
+    art, info = OV.restore_accuracy(fp32, calib, (calib.x, targets), recipe, tmp_path / "restored")
     assert info["float_nodes"] and art.meta["float_nodes"] == info["float_nodes"]
     assert agree(art) > before
 

@@ -142,7 +142,7 @@ def test_pipeline_passes_the_drift_gate_and_writes_the_jetson_bundle(tmp_path, f
     recipe = tmp_path / "trt.yaml"
     # No fallback here (it rebuilds several times): the budget is the default 0.5 point of top-1, and agreement
     # >= 98% on these 500 images (6 flips of 500 is 98.8%). The full runs keep the default 99% with fallback.
-    recipe.write_text("tensorrt: {keep_fp32_twin: false}\nfallback: {enabled: false}\n"
+    recipe.write_text("tensorrt: {keep_fp32_twin: false}\nescalation: {rungs: [ptq]}\n"
                       "budget: {max_top1_drop: 0.5, min_agreement: 0.98}\n")
     report = run_pipeline("inception_resnet_v1", weights="reference", target="tensorrt", val_dir=fmnist_val,
                           calib_dir=None, out_dir=tmp_path / "out", limit=500, recipe_path=recipe)
