@@ -1,6 +1,7 @@
 """Where the project's shipped files live (a source checkout or an editable install)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from edgeincep.core.errors import DataError
@@ -9,6 +10,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION_DIR = PROJECT_ROOT / "calibration"
 DEFAULT_CALIBRATION = CALIBRATION_DIR / "default"
 RECIPES_DIR = PROJECT_ROOT / "recipes"
+
+
+def data_dir() -> Path:
+    """Where `make data` writes its folders (the escalation ladder's default probe and training splits are
+    looked for there); EDGEINCEP_DATA_DIR moves it."""
+    return Path(os.environ.get("EDGEINCEP_DATA_DIR") or PROJECT_ROOT / "data")
 REFERENCE_MODELS_DIR = PROJECT_ROOT / "reference_models"
 
 

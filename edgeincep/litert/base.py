@@ -103,7 +103,7 @@ class LiteRtBackendMixin:
         for kind, out in wanted:
             int16 = kind == "int8" and s.activations == "int16"
             cfg = TfliteConfig(kind=kind, io="float32" if int16 else s.io, per_channel=s.per_channel,
-                               commute_pools=s.commute_pools, depthwise_pools=s.depthwise_pools,
+                               commute_pools=s.commute_pools, depthwise_pools=s.depthwise_pools and not int16,
                                activations=s.activations if kind == "int8" else "int8",
                                float_nodes=tuple(float_nodes) if kind == "int8" else ())
             key = stage_key(stage=f"{self.name}-{kind}", fp32=source, cfg=cfg.__dict__,

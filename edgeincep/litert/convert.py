@@ -179,7 +179,7 @@ def calibrated_model(float_flatbuffer: bytes, images_nhwc: np.ndarray) -> bytes:
     return calibrate(float_flatbuffer, images_nhwc)
 
 
-def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool, activations: str = "int8",
+def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bool,
                     float_nodes: tuple[str, ...] = ()) -> bytes:
     """The full-integer model with float I/O from a calibrated float model: TensorFlow's MLIR quantizer
     with the arguments TFLiteConverter passes it (calibrated_model, then this, is what the converter does
@@ -193,11 +193,9 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
         calibrated, _ = pools_as_depthwise(calibrated)
     try:
         with _captured_output():
-            # inference_type 6 / 9: QUANTIZED_INT16 / QUANTIZED_INT8 (tensorflow.compiler.mlir.lite.types_pb2);
             # denylisted_nodes is what TensorFlow's QuantizationDebugger hands the same quantizer for
             # selective quantization: those operators stay float, with (de)quantize at their borders.
             core = bytes(mlir_quantize(calibrated, disable_per_channel=not per_channel,
-                                       inference_type=6 if activations == "int16" else 9,
                                        denylisted_nodes=list(float_nodes) or None))
     except Exception as e:  # noqa: BLE001 - the quantizer raises ConverterError and RuntimeErrors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -211,6 +209,31 @@ def quantized_model(calibrated: bytes, *, per_channel: bool, depthwise_pools: bo
         # an int8-only NPU, so it is an error here rather than a silent slow path.
         raise ConversionError(f"TFLite INT8: {len(islands)} operator(s) left in float: {', '.join(islands[:5])}")
     return core
+
+
+def quantized_16x8(float_flatbuffer: bytes, images_nhwc: np.ndarray, *, per_channel: bool) -> bytes:
+    """TFLite's 16x8 mode (int16 activations, int8 weights, int64 biases; float I/O) from the float model: what
+    TFLiteConverter does for EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8. Its MLIR quantizer
+    does not do int16 (it writes asymmetric int16 zero points the kernels refuse), so the converter, and this,
+    calibrate and quantize with TensorFlow's older quantizer, one image at a time, pools kept native."""
+    import tensorflow as tf
+    from tensorflow.lite.python.optimize import calibrator
+
+    images = np.ascontiguousarray(images_nhwc, dtype=np.float32)
+
+    def representative():
+        for i in range(len(images)):
+            yield [images[i:i + 1]]
+
+    try:
+        with _captured_output():
+            model = calibrator.Calibrator(bytes(calibrator.add_intermediate_tensors(float_flatbuffer)))
+            return bytes(model.calibrate_and_quantize(representative, tf.float32, tf.float32, False,
+                                                      activations_type=tf.int16, bias_type=tf.int64,
+                                                      disable_per_channel=not per_channel))
+    except Exception as e:  # noqa: BLE001 - the quantizer raises RuntimeErrors of its own
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"TFLite quantizer failed for 16x8: {first}") from None
 
 
 def with_io(int8_core: bytes, io: IoType) -> bytes:

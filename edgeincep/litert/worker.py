@@ -170,13 +170,16 @@ class _Intermediates:
 
     def int8_core(self, per_channel: bool, depthwise_pools: bool, activations: str = "int8",
                   float_nodes: tuple[str, ...] = ()) -> bytes:
-        from edgeincep.litert.convert import quantized_model
+        from edgeincep.litert.convert import quantized_16x8, quantized_model
 
-        extra = (activations, *float_nodes) if activations != "int8" or float_nodes else ()
+        if activations == "int16":
+            name = f"int16x8-{_key(self.source, self.req['calib_digest'], per_channel)}.tflite"
+            return self._cached(name, lambda: quantized_16x8(self.float(), np.load(self.work / "calib.npy"),
+                                                             per_channel=per_channel))
+        extra = tuple(float_nodes)
         name = f"int8-{_key(self.source, self.req['calib_digest'], per_channel, depthwise_pools, *extra)}.tflite"
         return self._cached(name, lambda: quantized_model(self.calibrated(), per_channel=per_channel,
-                                                          depthwise_pools=depthwise_pools, activations=activations,
-                                                          float_nodes=float_nodes))
+                                                          depthwise_pools=depthwise_pools, float_nodes=float_nodes))
 
 
 def _one(job: dict, have: _Intermediates) -> dict:

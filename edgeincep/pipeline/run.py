@@ -246,9 +246,9 @@ class _Escalation:
 def default_probe_folder(class_names: list[str]) -> Path | None:
     """`make data`'s held-out probe split, where it exists and its classes are the model's."""
     from edgeincep.data.folders import scan_folder
-    from edgeincep.paths import PROJECT_ROOT
+    from edgeincep.paths import data_dir
 
-    root = PROJECT_ROOT / "data" / "fashion-mnist" / "probe"
+    root = data_dir() / "fashion-mnist" / "probe"
     if not root.is_dir():
         return None
     try:
