@@ -56,12 +56,15 @@ class Validation(_Strict):
 
 
 class QatSettings(_Strict):
-    steps: int = Field(200, ge=1, le=1_000_000, description="optimizer steps of quantization-aware fine-tuning")
+    # Measured on the reference Inception-ResNet-v2 (2,000 probe images, fake-quantized model vs FP32): plain
+    # 99.45%; 200 Adam steps at lr 1e-5 or 3e-6 with pure distillation 99.60%; lr 5e-5 with 10% label loss pulled
+    # the weights off the FP32 model (its float agreement fell to 98.75%).
+    steps: int = Field(300, ge=1, le=1_000_000, description="optimizer steps of quantization-aware fine-tuning")
     batch_size: int = Field(32, ge=1, le=4096)
-    lr: float = Field(5e-5, gt=0.0, le=1.0, description="Adam learning rate")
+    lr: float = Field(1e-5, gt=0.0, le=1.0, description="Adam learning rate")
     images: int = Field(4000, ge=16, description="training images drawn (class-balanced, seeded) from --train")
-    label_weight: float = Field(0.1, ge=0.0, le=1.0, description="cross-entropy share of the loss; the rest is "
-                                "distillation from the FP32 model")
+    label_weight: float = Field(0.0, ge=0.0, le=1.0, description="cross-entropy share of the loss; the rest is "
+                                "distillation from the FP32 model (agreement with it is what a budget gates)")
 
 
 Rung = Literal["ptq", "calibration", "fallback", "activations16", "qat"]

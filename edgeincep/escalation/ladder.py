@@ -84,9 +84,12 @@ def climb(ctx: Context, rungs: list[str], time_budget_s: float) -> tuple[Candida
     assert best is not None, "the ptq rung always makes a candidate"
     base = (first.drift.get("latency_vs_fp32") if first else None) or None
     for entry in record:
-        for row in entry.get("candidates", []):
+        for c, row in zip((c for c in history if c.info.get("rung") == entry["rung"]), entry.get("candidates", []),
+                          strict=False):
+            row["shipped"] = c is best
             if base and row.get("latency_vs_fp32"):
                 row["latency_vs_ptq"] = row["latency_vs_fp32"] / base
-    return best, {"met_by": met_by, "shipped": best.label, "float_nodes": best.info.get("float_nodes", []),
+    return best, {"met_by": met_by, "shipped": f"{best.info.get('rung')}: {best.label}",
+                  "float_nodes": best.info.get("float_nodes", []),
                   "seconds": round(time.perf_counter() - t0, 2),
                   "time_budget_s": time_budget_s, "probe": ctx.probe.summary(budget), "rungs": record}

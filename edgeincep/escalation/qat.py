@@ -6,8 +6,8 @@ asymmetric uint8 per tensor, ranges fixed from the calibration images (min/max),
 int8 per output channel (scale = max |w| / 127, recomputed each step so it follows the weights).
 Gradients pass the rounding straight through, so the weights learn to sit where INT8 keeps them.
 
-The loss is distillation from the untouched FP32 model (what a run measures against is agreement
-with it), plus a little cross-entropy on the training labels so the weights stay anchored to the task.
+The loss is distillation from the untouched FP32 model (what a run gates is agreement with it), optionally
+mixed with cross-entropy on the training labels (`label_weight`).
 
 Two files come out: the Q/DQ ONNX of the fake-quantized model (its learned grid, what TensorRT-style
 explicit quantization reads) and the FP32 ONNX of the fine-tuned weights, which a backend's own PTQ
@@ -105,10 +105,10 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @dataclass
 class QatConfig:
-    steps: int = 200
+    steps: int = 300
     batch_size: int = 32
-    lr: float = 1e-4
-    label_weight: float = 0.1   # the rest of the loss is distillation from the FP32 model
+    lr: float = 1e-5
+    label_weight: float = 0.0   # the rest of the loss is distillation from the FP32 model
     seed: int = 0
     threads: int = 0
 

@@ -19,9 +19,9 @@ def ladder_rows(entry: dict) -> list[dict]:
             chosen = c["label"] == rung.get("chosen")
             rows.append(base | {
                 "status": rung["status"] if chosen else "",
-                "what": c["label"] + ("" if c["passed"] else " — " + "; ".join(c.get("violations", []))),
+                "what": c["label"] + (" (shipped)" if c.get("shipped") else ""),
                 "agreement": _f(c.get("top1_agreement"), "{:.2%}"),
-                "drop": _f(None if c.get("top1_drop_points") is None else -c["top1_drop_points"], "{:+.2f}"),
+                "drop": _f(None if c.get("top1_drop_points") is None else 0.0 - c["top1_drop_points"], "{:+.2f}"),
                 "latency": _f(c.get("latency_vs_fp32"), "{:.2f}x"), "vs_ptq": _f(c.get("latency_vs_ptq"), "{:.2f}x"),
                 "mb": _f((c.get("size_bytes") or 0) / 1e6 if c.get("size_bytes") else None, "{:.2f}"),
                 "seconds": _f(c.get("seconds"), "{:.0f}")})
@@ -36,7 +36,8 @@ def ladder_summary(entry: dict) -> str:
     probe = esc.get("probe") or {}
     met = esc.get("met_by")
     what = f"met the budget at **{met}**" if met else ("not scored" if "probe" not in esc
-                                                       else "**no rung met the budget** on the probe")
+                                                       else "**no rung met the budget** on the probe, so the "
+                                                       f"closest candidate ships ({esc.get('shipped')})")
     where = (f"; probe: {probe.get('images')} images from {probe.get('source')}"
              + ("" if probe.get("resolves_budget", True) else f" (fewer than the {probe.get('needed')} this budget needs)")
              if probe else "")

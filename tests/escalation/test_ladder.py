@@ -87,3 +87,18 @@ def test_a_budget_no_rung_can_meet_climbs_every_rung_then_exits_10_with_the_whol
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Escalation ladder" in page and "activations16" in page and "no rung met the budget" in page
     assert "| qat |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_cli_refuses_a_training_folder_without_classes_in_one_line(tmp_path, fmnist_val, labelled_dir):
+    from user_cli import cli, one_error_line
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in list(labelled_dir.glob("*/*.png"))[:3]:
+        (flat / f.name).write_bytes(f.read_bytes())
+    proc = cli("run", "--model", "inception_resnet_v2", "--target", "onnxruntime", "--val", fmnist_val,
+               "--out", tmp_path / "out", "--train", flat)
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert str(flat) in line and "needs labelled images" in line
+    assert not (tmp_path / "out").exists()
