@@ -67,7 +67,9 @@ def test_tflite_peer_is_tensorflows_converter_which_ours_matches_where_no_pool_i
     from edgeincep.litert.graph import read_graph
 
     peer, ours = read_graph(peers["tflite"]["artifact"]["path"]), read_graph(tflite_int8.path)
-    assert [op.name for op in peer.ops] == [op.name for op in ours.ops]
+    # the same operators (two conversions may list independent branches in a different order) computing the
+    # same outputs, image for image
+    assert sorted(op.name for op in peer.ops) == sorted(op.name for op in ours.ops)
     assert peer.tensors[peer.inputs[0]].dtype == "INT8"
     x = reference_calib.x[:8]
     np.testing.assert_array_equal(LiteRtPredictor(peers["tflite"]["artifact"]["path"]).predict(x),
