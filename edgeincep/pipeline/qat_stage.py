@@ -10,7 +10,6 @@ from edgeincep.console import note
 from edgeincep.core.errors import DataError
 from edgeincep.data.folders import ImageSet, balanced_subset, iter_batches, model_labels, scan_folder
 from edgeincep.fsutil import write_text_atomic
-from edgeincep.paths import data_dir
 
 
 def check_train_folder(root: Path, class_names: list[str]) -> ImageSet:
@@ -20,18 +19,6 @@ def check_train_folder(root: Path, class_names: list[str]) -> ImageSet:
         raise DataError("quantization-aware fine-tuning needs labelled images (one subfolder per class)", root)
     model_labels(images, class_names)  # classes the model does not know: an error now, not after the export
     return images
-
-
-def default_train_folder(class_names: list[str]) -> Path | None:
-    """`make data`'s Fashion-MNIST train split, where it exists and its classes are the model's."""
-    root = data_dir() / "fashion-mnist" / "train"
-    if not root.is_dir():
-        return None
-    try:
-        images = scan_folder(root)
-    except DataError:
-        return None
-    return root if images.labelled and (not class_names or set(images.class_names) <= set(class_names)) else None
 
 
 def run_qat(model_name: str, weights: str, fp32: Path, calib_x: np.ndarray, train_root: Path, settings,

@@ -12,14 +12,15 @@ from rich.markdown import Markdown
 from edgeincep.backends.base import Backend
 from edgeincep.console import err, note, out
 from edgeincep.core.artifact import Artifact
-from edgeincep.core.errors import DataError, GateError, UserError
-from edgeincep.core.settings import RecipeBase
-from edgeincep.data.folders import ImageSet, balanced_subset, content_overlap, select_images
+from edgeincep.core.errors import GateError, UserError
+from edgeincep.data.folders import ImageSet, balanced_subset, select_images
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
 from edgeincep.meter import StageMeter
 from edgeincep.paths import default_calibration
 from edgeincep.pipeline.bundle_stage import write_bundles
+from edgeincep.pipeline.calibration_stage import refuse_overlap
+from edgeincep.pipeline.escalation_stage import EscalationInputs, build_escalating
 from edgeincep.pipeline.export_stage import run_export
 from edgeincep.pipeline.lock import output_lock
 from edgeincep.pipeline.validate_stage import validate
@@ -28,7 +29,6 @@ from edgeincep.recipes import Recipe, find_recipe, load_recipe_file
 from edgeincep.registry import get_backend, list_backends
 from edgeincep.report.html import write_html
 from edgeincep.report.summary import markdown
-from edgeincep.validate.drift import drift_record
 from edgeincep.validate.gates import violations
 from edgeincep.validate.ort import reference_predictor
 
@@ -49,57 +49,6 @@ def select_targets(target: str) -> list[Backend]:
         chosen.append(t)
     return chosen
 
-
-def probe_scorer(fp32: Path, probe, threads: int):
-    """Drift on the probe images: the ladder's decisions never look at the validation set."""
-    from edgeincep.bench import interleaved_latency
-
-    ref_pred = reference_predictor(fp32, threads)
-    ref = ref_pred.predict(probe.x)
-
-    def score(art: Artifact) -> dict:
-        pred = get_backend(art.target).load(art, threads)
-        rec = drift_record(ref, pred.predict(probe.x), probe.labels, probe.paths, [])
-        # What a rung costs: size, and batch-1 latency as a ratio to FP32 measured interleaved (a ratio
-        # survives a noisy machine; absolute ms would not).
-        lat = interleaved_latency([ref_pred, pred], probe.x[:1], runs=15, warmup=2)
-        rec["size_bytes"] = art.size_bytes()
-        rec["latency_vs_fp32"] = lat[pred.name]["p50_ms"] / lat[ref_pred.name]["p50_ms"]
-        return rec
-
-    return score, ref.argmax(1)
-
-
-def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
-    from edgeincep.data.folders import scan_folder
-
-    images: ImageSet = scan_folder(calib_root)
-    if not images.labelled or not class_names:
-        return None
-    by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels, strict=True)}
-    index = {n: i for i, n in enumerate(class_names)}
-    try:
-        return np.asarray([index[by_path[p]] for p in calib.paths])
-    except KeyError:
-        return None
-
-
-def build_escalating(t: Backend, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path, threads: int,
-                     probe, *, calibration=None, qat=None) -> tuple[Artifact, dict]:
-    """The target's INT8 artifact through the escalation ladder (plain PTQ first; each later rung only when the
-    one before missed the budget on the probe), and the ladder's record."""
-    from edgeincep.escalation.base import Context
-    from edgeincep.escalation.ladder import climb
-
-    esc = recipe.escalation
-    if esc.rungs == ["ptq"]:  # no ladder: ship as built, and spend nothing on scoring
-        return t.build(fp32, calib, recipe, out_dir), {"rungs": [{"rung": "ptq", "title": "INT8 as configured",
-                                                                  "status": "not scored", "reason": "the recipe's "
-                                                                  "ladder is [ptq]: shipped as built"}]}
-    score, targets = probe_scorer(fp32, probe, threads)
-    ctx = Context(t, fp32, calib, recipe, out_dir, probe, score, targets, calibration or (lambda n: None), qat)
-    best, record = climb(ctx, esc.rungs, esc.time_budget_s)
-    return best.artifact, record
 
 
 def _latency(fp32: Path, artifacts: list[Artifact], pre, threads: int) -> dict:
@@ -162,12 +111,6 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
                 entry["bundle"]["emulated"] = {"error": str(e)}
 
 
-def _refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:
-    leaked = content_overlap(calib_paths, images.paths)
-    if leaked:
-        raise DataError(f"{len(leaked)} validation image(s) are also calibration images (e.g. {leaked[0][1]} = "
-                        f"{leaked[0][0]}); accuracy would be measured on calibration data", val_dir)
-
 
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
@@ -186,76 +129,6 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
         return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                     out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
                     wheels=wheels, ray=ray, ray_address=ray_address, probe_dir=probe_dir, train_dir=train_dir)
-
-
-class _Escalation:
-    """What the ladders of one run share: the probe images, larger calibration sets, and QAT (made once)."""
-
-    def __init__(self, model_name: str, weights: str, fp32: Path, pre, class_names: list[str], calib_root: Path,
-                 images: ImageSet, probe_dir: Path | None, train_dir: Path | None, out_dir: Path, threads: int,
-                 skip_bad: bool):
-        from edgeincep.pipeline.qat_stage import default_train_folder
-
-        self.model_name, self.weights, self.fp32, self.pre, self.class_names = model_name, weights, fp32, pre, class_names
-        self.calib_root, self.images, self.out_dir, self.threads, self.skip_bad = calib_root, images, out_dir, threads, skip_bad
-        self.probe_dir = probe_dir if probe_dir is not None else default_probe_folder(class_names)
-        self.train_dir = train_dir if train_dir is not None else default_train_folder(class_names)
-        self._probe, self._qat, self._calib = None, None, {}
-
-    def probe(self, recipe: RecipeBase, calib: CalibrationSet):
-        from edgeincep.escalation.probe import load_probe
-
-        if self._probe is None:
-            with err.status("preparing the probe images"):
-                self._probe = load_probe(self.probe_dir, pre=self.pre, count=recipe.escalation.probe_images,
-                                         class_names=self.class_names, calib_paths=calib.paths, calib_x=calib.x,
-                                         calib_labels=calibration_labels(self.calib_root, calib, self.class_names),
-                                         validation=self.images, skip_bad=self.skip_bad)
-            for line in self._probe.summary(recipe.budget)["notes"]:
-                note(line)
-        return self._probe
-
-    def calibration(self, seed: int):
-        def larger(n: int) -> CalibrationSet | None:
-            from edgeincep.data.folders import scan_folder
-
-            if len(scan_folder(self.calib_root)) < n:
-                return None
-            if (n, seed) not in self._calib:
-                self._calib[n, seed] = load_calibration(self.calib_root, self.pre, count=n, seed=seed,
-                                                        skip_bad=self.skip_bad)
-                _refuse_overlap(self._calib[n, seed].paths, self.images, self.calib_root)
-            return self._calib[n, seed]
-        return larger
-
-    def qat(self, recipe: RecipeBase, calib: CalibrationSet):
-        if self.train_dir is None:
-            return None
-
-        def make():
-            from edgeincep.pipeline.qat_stage import run_qat
-
-            if self._qat is None:
-                self._qat = run_qat(self.model_name, self.weights, self.fp32, calib.x, self.train_dir,
-                                    recipe.escalation.qat, self.probe(recipe, calib).x,
-                                    self.out_dir / "escalation" / "qat", self.threads, self.skip_bad)
-            return self._qat
-        return make
-
-
-def default_probe_folder(class_names: list[str]) -> Path | None:
-    """`make data`'s held-out probe split, where it exists and its classes are the model's."""
-    from edgeincep.data.folders import scan_folder
-    from edgeincep.paths import data_dir
-
-    root = data_dir() / "fashion-mnist" / "probe"
-    if not root.is_dir():
-        return None
-    try:
-        images = scan_folder(root)
-    except DataError:
-        return None
-    return root if images.labelled and class_names and set(images.class_names) <= set(class_names) else None
 
 
 def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
@@ -279,7 +152,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         from edgeincep.pipeline.qat_stage import check_train_folder
 
         check_train_folder(train_dir, class_names)
-    shared = _Escalation(model_name, weights, fp32, pre, class_names, calib_root, images, probe_dir, train_dir,
+    shared = EscalationInputs(model_name, weights, fp32, pre, class_names, calib_root, images, probe_dir, train_dir,
                          out_dir, threads, skip_bad)
     for t in targets:
         recipe = load_recipe_file(recipe_path) if recipe_path else find_recipe(model_name, t.name)
@@ -287,7 +160,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
         key = (recipe.calibration.count, recipe.calibration.seed)
         if key not in calib_cache:
             calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad)
-            _refuse_overlap(calib_cache[key].paths, images, val_dir)
+            refuse_overlap(calib_cache[key].paths, images, val_dir)
         calib = calib_cache[key]
         with meter.stage(f"build:{t.name}"), \
                 err.status(f"building {t.name} INT8 ({recipe.calibration.method} calibration, {len(calib)} images)"):

@@ -116,7 +116,8 @@ def _measure(spec: TrialSpec) -> dict:
     from edgeincep.escalation.probe import load_probe
     from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
     from edgeincep.paths import default_calibration
-    from edgeincep.pipeline.run import build_escalating, calibration_labels
+    from edgeincep.pipeline.calibration_stage import calibration_labels
+    from edgeincep.pipeline.escalation_stage import build_escalating
     from edgeincep.pipeline.validate_stage import validate
     from edgeincep.quantize.calibration import load_calibration
     from edgeincep.recipes import recipe_model
