@@ -20,6 +20,15 @@ def test_gate_boundaries():
     assert violations({"top1_agreement": 1.0}, BUDGET) == []  # unlabelled: agreement only
 
 
+def test_exactly_at_the_budget_passes_whatever_the_float_rounding():
+    # One image of 2,000 turned wrong is exactly 0.05 points, but 100 * (0.93 - 0.9295) is 0.0500000000000056
+    strict = Budget(max_top1_drop=0.05, min_agreement=0.998)
+    assert 100 * (0.93 - 0.9295) > 0.05
+    assert violations(_drift(100 * (0.93 - 0.9295), 1996 / 2000), strict) == []
+    assert violations(_drift(100 * (0.93 - 0.929), 1995 / 2000), strict) == [
+        "top-1 dropped 0.10 points (budget 0.05)", "top-1 agreement with FP32 99.75% (budget >= 99.80%)"]
+
+
 def test_fallback_stops_at_the_first_float_set_that_meets_the_budget():
     # drift improves as the two really sensitive nodes ("a", "b") go float
     def rebuild(nodes):
