@@ -47,6 +47,8 @@ class ProbeSet:
     paths: list[str]
     source: str                     # the folder, or "calibration images"
     notes: list[str] = field(default_factory=list)
+    # FP32 logits on these images, per FP32 model: every target's ladder of a run scores against the same ones
+    reference_logits: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.x)
