@@ -8,6 +8,7 @@ restoration, no device bundle.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,9 +93,10 @@ class Backend(ABC):
         return False
 
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, probe: tuple[np.ndarray, np.ndarray],
-                         recipe: RecipeBase, out_dir: Path) -> tuple[Artifact, dict] | None:
+                         recipe: RecipeBase, out_dir: Path, deadline: float = math.inf) -> tuple[Artifact, dict] | None:
         """The runtime's own accuracy restoration against the recipe's budget, scored on `probe` (images, the
-        class each should get): (artifact, what it did), or None."""
+        class each should get): (artifact, what it did), or None. Raises OutOfTime past `deadline`
+        (time.monotonic())."""
         return None
 
     def calibration_variants(self, recipe: RecipeBase) -> list[tuple[str, dict]]:

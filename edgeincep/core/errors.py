@@ -57,3 +57,8 @@ class GateError(UserError):
     """The artifact moved further from FP32 than the recipe's drift budget allows."""
 
     exit_code = 10
+
+
+class OutOfTime(Exception):
+    """A step that honours a deadline (the escalation ladder's time budget) stopped at it. Not a user error:
+    whoever set the deadline catches it and reports the step as stopped."""

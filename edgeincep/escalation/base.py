@@ -2,6 +2,7 @@
 contract and the registry rungs join by name."""
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Context:
     probe_targets: object                                   # the FP32 model's top-1 on the probe images
     calibration: Callable[[int], CalibrationSet | None]     # a larger calibration set, None: not that many images
     qat: Callable[[], QatArtifacts] | None                  # QAT's files, made once per run; None: no --train
+    deadline: float = math.inf                              # time.monotonic() at which the time budget ends
 
     def folder(self, label: str) -> Path:
         return self.out_dir / "escalation" / self.backend.name / label

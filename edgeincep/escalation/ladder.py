@@ -3,8 +3,9 @@
 Written once against the Backend contract. Each rung (rungs.py, registered by name) makes one or more
 candidate artifacts; every candidate is scored on the probe set (never the validation set), and the
 climb stops at the first rung whose best candidate meets the budget there. No rung starts once the
-recipe's time budget is spent. Every rung appears in the record, with what it tried or why it did not,
-so a report can show the whole ladder and a test can tell a skipped rung from a failed one.
+recipe's time budget is spent, and a search that can run long (fallback) stops at it. Every rung appears
+in the record, with what it tried or why it did not, so a report can show the whole ladder and a test can
+tell a skipped rung from a failed one.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from edgeincep.console import err, note
+from edgeincep.core.errors import OutOfTime
 from edgeincep.escalation import rungs as _rungs  # noqa: F401 - registers the rungs
 from edgeincep.escalation.base import RUNGS, Candidate, Context
 from edgeincep.validate.gates import violations
@@ -40,6 +42,7 @@ def climb(ctx: Context, rungs: list[str], time_budget_s: float) -> tuple[Candida
     budget = ctx.recipe.budget
     make = _maker(ctx)
     t0 = time.perf_counter()
+    ctx.deadline = time.monotonic() + time_budget_s
     best: Candidate | None = None
     history: list[Candidate] = []
     first: Candidate | None = None
@@ -61,7 +64,13 @@ def climb(ctx: Context, rungs: list[str], time_budget_s: float) -> tuple[Candida
             entry |= {"status": "not applicable", "reason": reason}
             continue
         r0 = time.perf_counter()
-        tried = rung.candidates(ctx, history, make)
+        try:
+            tried = rung.candidates(ctx, history, make)
+        except OutOfTime as e:
+            entry |= {"status": "stopped", "seconds": round(time.perf_counter() - r0, 2),
+                      "reason": f"stopped at the time budget ({time_budget_s:g} s): {e}"}
+            note(f"{ctx.backend.name}: rung '{name}' stopped at the time budget")
+            continue
         history += tried
         entry["seconds"] = round(time.perf_counter() - r0, 2)
         if not tried:

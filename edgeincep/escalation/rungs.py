@@ -72,7 +72,7 @@ class Fallback(Rung):
 
             def restore():
                 restored = t.restore_accuracy(ctx.fp32, base.calib, (ctx.probe.x, ctx.probe_targets), base.recipe,
-                                              folder)
+                                              folder, deadline=ctx.deadline)
                 if restored is not None:
                     found["art"], found["info"] = restored
                 return found.get("art")
@@ -93,7 +93,7 @@ class Fallback(Rung):
         def search():
             holder["res"] = fallback_search(ranked, lambda nodes: t.build_keeping_float(ctx.fp32, base.calib,
                                                                                         base.recipe, folder, nodes),
-                                            ctx.score, budget, limit, (base.artifact, base.drift))
+                                            ctx.score, budget, limit, (base.artifact, base.drift), ctx.deadline)
             return holder["res"].artifact
 
         c = make(f"up to {limit} most sensitive layer(s) in float", search, base.recipe, base.calib, rung=self.name)

@@ -6,6 +6,8 @@ is reached. Backends supply only `rebuild(excluded) -> artifact` and `score(arti
 """
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +27,10 @@ class FallbackResult:
 
 
 def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], score: Callable[[Any], dict],
-                    budget: Budget, max_float_nodes: int, first: tuple[Any, dict]) -> FallbackResult:
-    """Grow the float set 1, 2, 4, ... nodes along `ranked` (most damaged first)."""
+                    budget: Budget, max_float_nodes: int, first: tuple[Any, dict],
+                    deadline: float = math.inf) -> FallbackResult:
+    """Grow the float set 1, 2, 4, ... nodes along `ranked` (most damaged first). No new step starts after
+    `deadline` (time.monotonic()); the last one built is returned, marked `stopped`."""
     artifact, drift = first
     steps = [{"float_nodes": 0, **brief(drift)}]
     if passes(drift, budget):
@@ -34,6 +38,9 @@ def fallback_search(ranked: list[str], rebuild: Callable[[list[str]], Any], scor
     n = 1
     excluded: list[str] = []
     while n <= min(max_float_nodes, len(ranked)):
+        if time.monotonic() > deadline:
+            steps.append({"stopped": "the time budget is spent"})
+            break
         excluded = ranked[:n]
         note(f"fallback: keeping {n} most sensitive node(s) in float")
         artifact = rebuild(excluded)

@@ -53,3 +53,11 @@ def test_fallback_reports_failure_at_the_limit():
 def test_no_fallback_when_first_build_passes():
     res = fallback_search(["a"], lambda n: n, lambda a: _drift(0, 1), BUDGET, 8, ("art", _drift(0.1, 0.995)))
     assert res.passed and res.float_nodes == [] and res.artifact == "art"
+
+
+def test_fallback_starts_no_step_after_the_deadline_and_keeps_what_it_had():
+    built = []
+    res = fallback_search(["a", "b"], lambda n: built.append(n) or tuple(n), lambda a: _drift(3.0, 0.5), BUDGET, 8,
+                          ("ptq", _drift(3.0, 0.5)), deadline=0.0)
+    assert built == [] and not res.passed and res.artifact == "ptq" and res.float_nodes == []
+    assert res.steps[-1] == {"stopped": "the time budget is spent"}

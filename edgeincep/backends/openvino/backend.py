@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +25,7 @@ from edgeincep.backends.base import Backend
 from edgeincep.backends.openvino.settings import OpenVinoSettings
 from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
 from edgeincep.core.artifact import Artifact
-from edgeincep.core.errors import OutputError, UserError
+from edgeincep.core.errors import OutOfTime, OutputError, UserError
 from edgeincep.export.metadata import read_metadata
 from edgeincep.fsutil import sha256_file
 
@@ -358,7 +360,7 @@ class OpenVinoBackend(Backend):
         return out
 
     def restore_accuracy(self, fp32: Path, calib: CalibrationSet, probe: tuple[np.ndarray, np.ndarray],
-                         recipe: RecipeBase, out_dir: Path) -> tuple[Artifact, dict] | None:
+                         recipe: RecipeBase, out_dir: Path, deadline: float = math.inf) -> tuple[Artifact, dict] | None:
         """nncf.quantize_with_accuracy_control against the budget: calibrated on `calib`, scored on the probe
         images (never the validation set) by top-1 against `probe`'s targets (the FP32 model's own predictions
         make the metric agreement, which a budget on agreement needs); the layers it reverted to float come
@@ -376,6 +378,10 @@ class OpenVinoBackend(Backend):
         max_drop = min(recipe.budget.max_top1_drop / 100, 1.0 - recipe.budget.min_agreement)
 
         def top1(compiled, items) -> tuple[float, list[float]]:
+            # NNCF ranks every quantized layer group by re-validating without it, which on a large model
+            # can take far longer than the ladder allows; its only exit is the validation function.
+            if time.monotonic() > deadline:
+                raise OutOfTime("nncf.quantize_with_accuracy_control had not finished its ranking and reverting")
             port = compiled.output(0)
             hits = [float(np.argmax(compiled(x)[port]) == y) for x, y in items]
             return float(np.mean(hits)), hits

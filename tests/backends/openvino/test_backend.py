@@ -10,7 +10,7 @@ import openvino as ov
 import pytest
 
 from edgeincep.backends.openvino.backend import OpenVinoPredictor, read_rt_info
-from edgeincep.core.errors import OutputError
+from edgeincep.core.errors import OutOfTime, OutputError
 from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
 from edgeincep.paths import DEFAULT_CALIBRATION
 from edgeincep.pipeline.export_stage import run_export
@@ -115,6 +115,15 @@ def test_accuracy_control_reverts_layers_until_the_budget_holds(fp32, tmp_path):
     art, info = OV.restore_accuracy(fp32, calib, (calib.x, targets), recipe, tmp_path / "restored")
     assert info["float_nodes"] and art.meta["float_nodes"] == info["float_nodes"]
     assert agree(art) > before
+
+
+def test_accuracy_control_stops_at_the_deadline_instead_of_ranking_every_layer(fp32, tmp_path):
+    calib = load_calibration(DEFAULT_CALIBRATION, preprocess_from_metadata(read_metadata(fp32)), count=16, seed=2)
+    targets = OrtPredictor(fp32).predict(calib.x).argmax(1)
+    recipe = Recipe.model_validate({"budget": {"max_top1_drop": 0.0}, "openvino": {"accuracy_control": True}})
+    with pytest.raises(OutOfTime):
+        OV.restore_accuracy(fp32, calib, (calib.x, targets), recipe, tmp_path / "restored", deadline=0.0)
+    assert not list(tmp_path.rglob("*.xml"))  # nothing half-made is left where the ladder looks
 
 
 def test_auto_bias_correction_is_full_for_small_activations_and_fast_when_they_would_not_fit(fp32):
