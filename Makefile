@@ -8,7 +8,7 @@ TARGET ?= all
 OUT    ?= out
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages test-prerequisites lint test test-slow export data bench reference-models clean
+.PHONY: install system-packages test-prerequisites lint test test-slow export data bench escalation reference-models clean
 
 # Every backend that runs on this CPU, then the tools whose metadata pins conflict (requirements-nodeps.txt).
 # pip check must pass for everything else; only those tools' declared-but-unneeded pins are excused.
@@ -57,6 +57,11 @@ export: install data
 ## three reference models (10k images, for agreement). Writes $(OUT)/bench/suite.json (about two hours on 2 cores).
 bench: install data
 	$(PY) benchmarks/suite.py --out $(OUT)/bench
+
+## The hard case: a strict budget (benchmarks/strict.yaml, 1 prediction in 500) on the three reference models and
+## every target here, each run climbing the escalation ladder. Writes $(OUT)/escalation/escalation.{json,md}.
+escalation: install data
+	$(PY) benchmarks/escalation.py --out $(OUT)/escalation
 
 ## Retrain the three reference models (15-30 min each on 2 idle cores; see each model card).
 # Plain Inception-v4 (no residuals) converges slower and, at 75 px, plateaus near 90% (its Inception-C
