@@ -43,6 +43,9 @@ class Budget(_Strict):
 class Fallback(_Strict):
     enabled: bool = True
     max_float_nodes: int = Field(8, ge=0, le=1000)
+    alone: int = Field(4, ge=0, le=64, description="the ladder's fallback rung first keeps each of this many most "
+                       "sensitive layers in float alone and scores it on the probe (what each layer costs; the "
+                       "search then takes them in the order measured); 0: none")
 
 
 class Validation(_Strict):

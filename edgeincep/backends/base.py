@@ -47,6 +47,9 @@ class Backend(ABC):
     # The escalation ladder's 16-bit rung: the recipe patch that makes `build` keep activations in 16-bit
     # integers (weights int8), or why this runtime cannot execute that.
     sixteen_bit_activations: ClassVar[dict | str] = "the runtime has no 16-bit integer activation kernels"
+    # Why `build_keeping_float` with one layer does not keep only that layer in float (so the fallback rung
+    # cannot measure what each layer costs alone), or None when it does.
+    single_float_layer: ClassVar[str | None] = None
 
     def unavailable_reason(self) -> str | None:
         """None when the backend's tools import here; else why not (shown when it is skipped)."""
@@ -87,6 +90,13 @@ class Backend(ABC):
                             float_nodes: Sequence[str]) -> Artifact:
         """The INT8 artifact with these layers (names from `rank_layers`) kept in float."""
         raise NotImplementedError(f"{self.name} has no layer-level float fallback")
+
+    def layer_modules(self, artifact: Artifact, fp32: Path, names: Sequence[str]) -> dict[str, str]:
+        """The PyTorch module path of each name `rank_layers` gave (those it can tell). By default the names
+        are the FP32 ONNX's node names, which torch.onnx builds from the module scopes."""
+        from edgeincep.attribution.names import module_path
+
+        return {n: m for n in names if (m := module_path(n))}
 
     def has_restore_accuracy(self, recipe: RecipeBase) -> bool:
         """Whether `restore_accuracy` would act under this recipe."""

@@ -5,6 +5,9 @@ set), so a better range-setting carries into fallback, 16-bit activations and QA
 """
 from __future__ import annotations
 
+import time
+
+from edgeincep.console import err
 from edgeincep.escalation.base import Candidate, Context, Rung, register_rung
 from edgeincep.recipes import with_patch
 from edgeincep.validate.fallback import fallback_search
@@ -87,6 +90,12 @@ class Fallback(Rung):
         if not ranked:
             self.reason = "no quantized layer to keep in float"
             return []
+        alone = _alone(ctx, base, ranked, folder)
+        if alone["layers"]:
+            # What each layer costs when it alone is float, measured on the probe, outranks the per-layer noise
+            # estimate the ranking came from: the search keeps the layers that recover the most first.
+            gain = {r["node"]: r["top1_agreement"] for r in alone["layers"]}
+            ranked = sorted(ranked[:len(gain)], key=lambda n: -gain[n]) + ranked[len(gain):]
         limit = ctx.recipe.fallback.max_float_nodes
         holder: dict = {}
 
@@ -100,8 +109,33 @@ class Fallback(Rung):
         res = holder["res"]
         c.drift = res.drift
         c.label = f"{len(res.float_nodes)} most sensitive layer(s) in float"
-        c.info |= {"float_nodes": res.float_nodes, "steps": res.steps}
+        c.info |= {"float_nodes": res.float_nodes, "steps": res.steps, "alone": alone}
         return [c]
+
+
+def _alone(ctx: Context, base: Candidate, ranked: list[str], folder) -> dict:
+    """Each of the `fallback.alone` most sensitive layers kept in float by itself, scored on the probe against
+    the candidate it starts from: the drift each layer alone is responsible for, in PyTorch's module names."""
+    t, n = ctx.backend, ctx.recipe.fallback.alone
+    if not n:
+        return {"layers": [], "reason": "turned off in the recipe (fallback.alone: 0)"}
+    if t.single_float_layer:
+        return {"layers": [], "reason": t.single_float_layer}
+    modules = t.layer_modules(base.artifact, ctx.fp32, ranked[:n])
+    rows = []
+    for i, node in enumerate(ranked[:n]):
+        if time.monotonic() > ctx.deadline:
+            return {"layers": rows, "reason": "the time budget is spent"}
+        with err.status(f"{t.name}: escalation, layer {i + 1} of {n} in float alone"):
+            art = t.build_keeping_float(ctx.fp32, base.calib, base.recipe, folder / f"alone-{i + 1}", [node])
+            d = ctx.score(art)
+        rows.append({"node": node, "module": modules.get(node), "top1_agreement": d["top1_agreement"],
+                     "top1_drop_points": d.get("top1_drop_points"), "sqnr_db": d.get("sqnr_db"),
+                     "agreement_gain": d["top1_agreement"] - base.drift["top1_agreement"],
+                     "sqnr_gain_db": (d["sqnr_db"] - base.drift["sqnr_db"]
+                                      if d.get("sqnr_db") is not None and base.drift.get("sqnr_db") is not None
+                                      else None)})
+    return {"layers": rows, "from": base.label}
 
 
 @register_rung

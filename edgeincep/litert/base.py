@@ -143,6 +143,17 @@ class LiteRtBackendMixin:
         ops = match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32)))
         return [graph.tensors[graph.ops[ops[m]].outputs[0]].name for m, _ in worst(record, "int8", n=10**6) if m in ops]
 
+    def layer_modules(self, artifact: Artifact, fp32: Path, names: Sequence[str]) -> dict[str, str]:
+        """rank_layers' output tensor names, back through match_tflite_layers to the modules."""
+        from edgeincep.attribution.layers import layers
+        from edgeincep.litert.graph import read_graph
+        from edgeincep.litert.layers import match_tflite_layers
+
+        graph = read_graph(artifact.path)
+        by_tensor = {graph.tensors[graph.ops[i].outputs[0]].name: m
+                     for m, i in match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32))).items()}
+        return {n: by_tensor[n] for n in names if n in by_tensor}
+
     def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
                             float_nodes: Sequence[str]) -> Artifact:
         return self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib,

@@ -48,3 +48,24 @@ def ladder_summary(entry: dict) -> str:
 COLUMNS = [("rung", "rung"), ("status", "status"), ("what", "candidate"), ("agreement", "agreement (probe)"),
            ("drop", "Δ top-1 pt (probe)"), ("latency", "latency vs FP32"), ("vs_ptq", "vs plain INT8"),
            ("mb", "MB"), ("seconds", "s")]
+
+
+def alone_rows(entry: dict) -> tuple[list[dict], str]:
+    """The fallback rung's layers kept in float one at a time (module, what each recovers on the probe), and
+    what they were measured against, or why none was."""
+    for rung in (entry.get("escalation") or {}).get("rungs", []):
+        for c in rung.get("candidates") or []:
+            alone = c.get("alone")
+            if rung["rung"] == "fallback" and alone:
+                rows = [{"module": r.get("module") or r["node"], "node": r["node"],
+                         "agreement": _f(r["top1_agreement"], "{:.2%}"),
+                         "gain": _f(100 * r["agreement_gain"], "{:+.2f} pt"),
+                         "drop": _f(None if r.get("top1_drop_points") is None else 0.0 - r["top1_drop_points"],
+                                    "{:+.2f}"),
+                         "sqnr_gain": _f(r.get("sqnr_gain_db"), "{:+.1f} dB")} for r in alone["layers"]]
+                return rows, (f"against {alone['from']}" if "from" in alone else alone.get("reason", ""))
+    return [], ""
+
+
+ALONE_COLUMNS = [("module", "module (only this layer float)"), ("agreement", "agreement (probe)"),
+                 ("gain", "agreement gained"), ("drop", "Δ top-1 pt (probe)"), ("sqnr_gain", "logit SQNR gained")]

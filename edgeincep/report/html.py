@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeincep.fsutil import write_text_atomic
 from edgeincep.report import plots
-from edgeincep.report.escalation import COLUMNS, ladder_rows, ladder_summary
+from edgeincep.report.escalation import ALONE_COLUMNS, COLUMNS, alone_rows, ladder_rows, ladder_summary
 from edgeincep.report.summary import DEVICE_COLUMNS, device_rows, with_interval
 
 CSS = """
@@ -82,6 +82,7 @@ def render(report: dict, base: Path | None = None) -> str:
                           for c in rung.get("candidates", []) if c.get("steps")), None)
             ladders.append(f"<p>{_e(ladder_summary(a)).replace('**', '')}</p><table><tr>"
                            + "".join(f"<th>{_e(t)}</th>" for _, t in COLUMNS) + f"</tr>{body}</table>"
+                           + _alone_table(a)
                            + (f"<details><summary>fallback steps</summary>{_fallback_steps(steps)}</details>"
                               if steps else "")
                            + "".join(f"<p class=sub>{_e(n)}</p>" for n in (a['escalation'].get('probe') or {}).get('notes', [])))
@@ -207,6 +208,16 @@ def _attribution(record: dict | None) -> str:
 
 def write_html(report: dict, path: Path) -> Path:
     return write_text_atomic(path, render(report, Path(path).parent))
+
+
+def _alone_table(entry: dict) -> str:
+    rows, against = alone_rows(entry)
+    if not rows:
+        return f"<p class=sub>Layers in float one at a time: {_e(against)}</p>" if against else ""
+    body = "".join("<tr>" + "".join(f"<td title='{_e(r['node'])}'>{_e(r[k])}</td>" for k, _ in ALONE_COLUMNS)
+                   + "</tr>" for r in rows)
+    return (f"<p class=sub>What each of the most sensitive layers costs: it alone kept in float, {_e(against)}</p>"
+            "<table><tr>" + "".join(f"<th>{_e(t)}</th>" for _, t in ALONE_COLUMNS) + f"</tr>{body}</table>")
 
 
 def _fallback_steps(steps: list[dict]) -> str:

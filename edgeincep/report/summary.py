@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from edgeincep.console import out
-from edgeincep.report.escalation import COLUMNS, ladder_rows, ladder_summary
+from edgeincep.report.escalation import ALONE_COLUMNS, COLUMNS, alone_rows, ladder_rows, ladder_summary
 
 
 def _pct(v) -> str:
@@ -106,6 +106,11 @@ def markdown(report: dict) -> str:
             lines += ["", f"Escalation: {ladder_summary(a)}", "",
                       "| " + " | ".join(t for _, t in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
             lines += ["| " + " | ".join(str(r[k]).replace("|", "/") for k, _ in COLUMNS) + " |" for r in rows]
+            alone, against = alone_rows(a)
+            if alone:
+                lines += ["", f"Each most sensitive layer alone in float ({against}):", "",
+                          "| " + " | ".join(t for _, t in ALONE_COLUMNS) + " |", "|" + "---|" * len(ALONE_COLUMNS)]
+                lines += ["| " + " | ".join(str(r[k]) for k, _ in ALONE_COLUMNS) + " |" for r in alone]
     for a in val["artifacts"]:
         tpu = (a.get("meta") or {}).get("edgetpu")
         if tpu:

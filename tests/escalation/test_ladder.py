@@ -2,6 +2,7 @@
 reporting each one, before the run ends with the gate's exit code."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -56,6 +57,32 @@ def test_a_missing_or_unlabelled_training_folder_is_refused_before_any_work(tmp_
         run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
                      calib_dir=None, out_dir=out, train_dir=flat)
     assert not out.exists()
+
+
+def test_fallback_first_measures_each_sensitive_layer_alone_in_float_and_names_its_module(tmp_path, fmnist_val,
+                                                                                          probe_dir):
+    from edgeincep.attribution.layers import layers
+    from edgeincep.attribution.names import module_path
+
+    recipe = _recipe(tmp_path, "budget: {max_top1_drop: 0.0, min_agreement: 1.0}\ncalibration: {count: 32}\n"
+                               "fallback: {max_float_nodes: 1, alone: 3}\nescalation: {rungs: [ptq, fallback]}\n"
+                               "validation: {attribution_images: 0}\n")
+    with contextlib.suppress(GateError):  # the verdict on 100 validation images is not what this is about
+        run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
+                     calib_dir=None, out_dir=tmp_path / "out", limit=100, probe_dir=probe_dir, recipe_path=recipe)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    fallback = report["validation"]["artifacts"][0]["escalation"]["rungs"][1]
+    cand = fallback["candidates"][0]
+    alone = cand["alone"]["layers"]
+    modules = {la.module for la in layers(next((tmp_path / "out").glob("*.fp32.onnx")))}
+    assert len(alone) == 3 and cand["alone"]["from"] == "as configured"
+    assert all(r["module"] == module_path(r["node"]) and r["module"] in modules for r in alone)
+    ptq = report["validation"]["artifacts"][0]["escalation"]["rungs"][0]["candidates"][0]
+    assert all(r["agreement_gain"] == pytest.approx(r["top1_agreement"] - ptq["top1_agreement"]) for r in alone)
+    # the search keeps first the layer whose float copy alone recovered the most on the probe
+    assert cand["float_nodes"] == [max(alone, key=lambda r: r["top1_agreement"])["node"]]
+    assert "only this layer float" in (tmp_path / "out" / "report.html").read_text()
+    assert alone[0]["module"] in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -96,6 +96,8 @@ class EdgeTpuBackend(LiteRtBackendMixin, Backend):
     # Coral's compiler maps int8 AVERAGE_POOL_2D itself: the pools stay pools (one op, not two).
     fixed: ClassVar[dict[str, object]] = {"io": "uint8", "depthwise_pools": False}
     sixteen_bit_activations = "the Edge TPU executes 8-bit integers only"
+    single_float_layer = ("a float layer ends the Edge TPU's one integer subgraph: everything after it runs on the "
+                          "CPU, so no layer can be float alone")
 
     def build(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path) -> Artifact:
         return self._convert(fp32, [("int8", self.int8_path(fp32, out_dir))], self._settings(recipe), calib)[0]

@@ -135,6 +135,9 @@ class ExecuTorchBackend(Backend):
                                  batch=s.calibration_batch)
             return [path for path, _ in rank_modules(converted, x)]
 
+    def layer_modules(self, artifact: Artifact, fp32: Path, names: Sequence[str]) -> dict[str, str]:
+        return {n: n for n in names}  # rank_layers names modules already
+
     # --- running ----------------------------------------------------------------------------------------
 
     def load(self, artifact: Artifact, threads: int = 0) -> ExecuTorchPredictor:
