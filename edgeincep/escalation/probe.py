@@ -57,7 +57,10 @@ class ProbeSet:
         """What the probe is, and whether it can resolve `budget` (said when it cannot)."""
         needed = needed_images(budget)
         notes = list(self.notes)
-        if len(self) < needed:
+        if needed >= 10**9:
+            notes.append("the budget leaves no slack (not one flipped image), which no probe can resolve: a rung "
+                         "may pass on the probe and still miss on the validation set")
+        elif len(self) < needed:
             notes.append(f"the probe has {len(self)} images; resolving this budget"
                          f"{f' at {budget.confidence:.0%} confidence' if budget.confidence else ''} needs {needed} "
                          f"(one flipped image is {1 / max(len(self), 1):.2%} of agreement): a rung may pass on the "

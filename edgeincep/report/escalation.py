@@ -39,7 +39,7 @@ def ladder_summary(entry: dict) -> str:
                                                        else "**no rung met the budget** on the probe, so the "
                                                        f"closest candidate ships ({esc.get('shipped')})")
     where = (f"; probe: {probe.get('images')} images from {probe.get('source')}"
-             + ("" if probe.get("resolves_budget", True) else f" (fewer than the {probe.get('needed')} this budget needs)")
+             + ("" if probe.get("resolves_budget", True) else " (too few to resolve this budget)")
              if probe else "")
     spent = f"; ladder {esc['seconds']:.0f} s" if "seconds" in esc else ""
     return f"{entry['target']}:{entry['precision']} {what}{where}{spent}"
