@@ -120,6 +120,11 @@ class Backend(ABC):
         explicit Q/DQ may take `qat.qdq` as it is."""
         return self.build(qat.fp32, calib, recipe, out_dir)
 
+    def adopt_qdq(self, qat: QatArtifacts, out_dir: Path) -> Artifact | None:
+        """QAT's Q/DQ ONNX as this backend's artifact, on the exact grid it was fine-tuned on (no recalibration);
+        None: this runtime does not execute that file as it is."""
+        return None
+
     def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact | None:
         """The INT8 artifact a user gets from the runtime's own tools alone: `peer`'s documented call, its
         defaults, from the same FP32 ONNX and calibration images and nothing of edgeincep's (no graph edits,

@@ -168,5 +168,11 @@ class Qat(Rung):
         base = _base(history, ctx.recipe.budget)
         qat = ctx.qat()
         folder = ctx.folder(self.name)
-        return [make("QAT weights", lambda: ctx.backend.build_from_qat(qat, base.calib, base.recipe, folder),
-                     base.recipe, base.calib, rung=self.name, qat=qat.record)]
+        out = [make("QAT weights", lambda: ctx.backend.build_from_qat(qat, base.calib, base.recipe, folder),
+                    base.recipe, base.calib, rung=self.name, qat=qat.record)]
+        # A runtime that executes Q/DQ as written can take the fine-tuned grid itself; the probe decides.
+        adopted = ctx.backend.adopt_qdq(qat, ctx.folder("qat-qdq"))
+        if adopted is not None:
+            out.append(make("QAT Q/DQ as exported", lambda: adopted, base.recipe, base.calib, rung=self.name,
+                            qat=qat.record))
+        return out

@@ -36,3 +36,31 @@ def test_qat_export_is_qdq_onnx_that_onnx_runtime_runs_like_the_fake_quantized_m
     assert (ort_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.95
     # the untouched model is untouched
     assert not any(isinstance(m, FakeQuant) for m in model.modules())
+    # ONNX Runtime takes the file as its own artifact, and runs its convolutions as QLinearConv
+    import onnxruntime as ort
+
+    from edgeincep.core.artifact import QatArtifacts
+    from edgeincep.registry import get_backend
+
+    art = get_backend("onnxruntime").adopt_qdq(QatArtifacts(path, path, {}), tmp_path / "adopted")
+    assert art.fmt == "onnx-qdq-u8s8" and art.sidecar().is_file()
+    assert np.array_equal(get_backend("onnxruntime").load(art).predict(x[192:200]), OrtPredictor(path).predict(x[192:200]))
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(art.path), so, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    # a convolution whose output QAT quantized (the next convolution reads it) fuses; one feeding an add or a
+    # concat stays a float Conv between DequantizeLinears, as the Q/DQ says
+    graph = onnx.load(str(path)).graph
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+
+    def quantized(t):
+        nxt = readers.get(t, [])
+        return bool(nxt) and all(r.op_type == "QuantizeLinear" or (r.op_type == "Relu" and quantized(r.output[0]))
+                                 for r in nxt)
+
+    expected = sum(1 for n in graph.node if n.op_type == "Conv" and quantized(n.output[0]))
+    assert expected > 0 and fused.count("QLinearConv") >= expected

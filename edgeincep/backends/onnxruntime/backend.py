@@ -15,6 +15,7 @@ from edgeincep.fsutil import sha256_file
 from edgeincep.validate.ort import OrtPredictor
 
 if TYPE_CHECKING:
+    from edgeincep.core.artifact import QatArtifacts
     from edgeincep.core.settings import RecipeBase
     from edgeincep.quantize.calibration import CalibrationSet
 
@@ -61,6 +62,24 @@ class OnnxRuntimeBackend(Backend):
             return Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
 
         return cached_artifact(out, key, build)
+
+    def adopt_qdq(self, qat: QatArtifacts, out_dir: Path) -> Artifact:
+        """QAT's uint8-activation, int8-per-channel-weight Q/DQ file is ONNX Runtime's own U8S8 QDQ format: its
+        convolutions fuse to QLinearConv as they are; what QAT left in float (adds, concats, pools) runs in float."""
+        import shutil
+
+        from edgeincep.fsutil import atomic_path
+
+        out = Path(out_dir) / qat.qdq.name.replace(".qat.qdq.onnx", ".onnxruntime.int8.onnx")
+        key = stage_key(stage="ort-qat-qdq", qdq=sha256_file(qat.qdq))
+
+        def adopt() -> Artifact:
+            with atomic_path(out) as tmp:
+                shutil.copyfile(qat.qdq, tmp)
+            return Artifact(out, self.name, "int8", "onnx-qdq-u8s8",
+                            meta={"method": "QAT Q/DQ as exported", "qat": qat.record.get("qdq", str(qat.qdq))})
+
+        return cached_artifact(out, key, adopt)
 
     def peer_default(self, fp32: Path, calib: CalibrationSet, out_dir: Path) -> Artifact:
         from edgeincep.backends.onnxruntime.peer import quantize_static_defaults
