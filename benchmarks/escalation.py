@@ -37,7 +37,7 @@ def rows(report: dict) -> list[dict]:
     out = []
     for a in report["validation"]["artifacts"]:
         ladder = a.get("escalation")
-        if not ladder:
+        if not ladder or "probe" not in ladder:  # not scored: a [ptq] ladder ships as built
             continue
         cands = [c for r in ladder["rungs"] for c in r.get("candidates", [])]
         shipped = next((c for c in cands if c.get("shipped")), None)
@@ -57,9 +57,9 @@ def rows(report: dict) -> list[dict]:
     return out
 
 
-def summarize(out: Path) -> dict:
+def summarize(out: Path, models_wanted: list[str]) -> dict:
     models = {}
-    for model in MODELS:
+    for model in models_wanted:
         path = out / model / "report.json"
         if path.is_file():
             report = json.loads(path.read_text())
@@ -82,7 +82,7 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {model} | {r['target']} | {pct(r['ptq_probe_agreement'])} / {pts(r['ptq_probe_drop'])} "
                          f"| {r['met_by'] or 'none'} | {r['shipped']} | {pct(r['shipped_probe_agreement'])} | {lat} "
                          f"| {r['ladder_seconds']:.0f} | {pct(r['validation_agreement'])} / "
-                         f"{pts(r['validation_drop'])} | {'pass' if r['passed'] else 'FAIL'} |")
+                         f"{pts(r['validation_drop'])} | { {True: 'pass', False: 'FAIL'}.get(r['passed'], '—')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,7 +101,8 @@ def main() -> None:
             runs[model] = run(model, args.out, args.recipe, args.target)
             if runs[model]["rc"] not in (0, 10):
                 sys.exit(f"{model}: edgeincep run failed (exit {runs[model]['rc']}); see {args.out / model}.log")
-    summary = summarize(args.out) | {"runs": runs}
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(args.out, args.models) | {"runs": runs}
     (args.out / "escalation.json").write_text(json.dumps(summary, indent=2))
     table = markdown(summary)
     (args.out / "escalation.md").write_text(table)

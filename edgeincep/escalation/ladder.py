@@ -85,6 +85,8 @@ def climb(ctx: Context, rungs: list[str], time_budget_s: float) -> tuple[Candida
         if top.passes(budget):
             entry["status"] = "met"
             met_by = name
+        elif any(c.info.get("stopped") for c in tried):
+            entry |= {"status": "stopped", "reason": f"stopped at the time budget ({time_budget_s:g} s)"}
         else:
             entry["status"] = "missed"
             if name != rungs[-1]:

@@ -5,9 +5,11 @@ set), so a better range-setting carries into fallback, 16-bit activations and QA
 """
 from __future__ import annotations
 
+import math
 import time
 
 from edgeincep.console import err
+from edgeincep.core.errors import OutOfTime
 from edgeincep.escalation.base import Candidate, Context, Rung, register_rung
 from edgeincep.recipes import with_patch
 from edgeincep.validate.fallback import fallback_search
@@ -90,52 +92,71 @@ class Fallback(Rung):
         if not ranked:
             self.reason = "no quantized layer to keep in float"
             return []
-        alone = _alone(ctx, base, ranked, folder)
+        limit = ctx.recipe.fallback.max_float_nodes
+        if not limit:
+            self.reason = "fallback.max_float_nodes is 0"
+            return []
+        alone, built = _alone(ctx, base, ranked, folder)
         if alone["layers"]:
             # What each layer costs when it alone is float, measured on the probe, outranks the per-layer noise
             # estimate the ranking came from: the search keeps the layers that recover the most first.
-            gain = {r["node"]: r["top1_agreement"] for r in alone["layers"]}
-            ranked = sorted(ranked[:len(gain)], key=lambda n: -gain[n]) + ranked[len(gain):]
-        limit = ctx.recipe.fallback.max_float_nodes
+            gain = {r["node"]: (r["top1_agreement"], r["sqnr_gain_db"] or -math.inf) for r in alone["layers"]}
+            ranked = sorted(ranked[:len(gain)], key=lambda n: gain[n], reverse=True) + ranked[len(gain):]
         holder: dict = {}
 
+        def rebuild(nodes):  # the search's first step is an alone build already made and scored
+            if len(nodes) == 1 and nodes[0] in built:
+                return built[nodes[0]][0]
+            return t.build_keeping_float(ctx.fp32, base.calib, base.recipe, folder, nodes)
+
+        def score(art):
+            known = next((d for a, d in built.values() if a is art), None)
+            return known if known is not None else ctx.score(art)
+
         def search():
-            holder["res"] = fallback_search(ranked, lambda nodes: t.build_keeping_float(ctx.fp32, base.calib,
-                                                                                        base.recipe, folder, nodes),
-                                            ctx.score, budget, limit, (base.artifact, base.drift), ctx.deadline)
+            holder["res"] = fallback_search(ranked, rebuild, score, budget, limit, (base.artifact, base.drift),
+                                            ctx.deadline)
             return holder["res"].artifact
 
         c = make(f"up to {limit} most sensitive layer(s) in float", search, base.recipe, base.calib, rung=self.name)
         res = holder["res"]
+        if not res.float_nodes and not res.passed:
+            raise OutOfTime("the fallback search had not made its first step")
         c.drift = res.drift
         c.label = f"{len(res.float_nodes)} most sensitive layer(s) in float"
-        c.info |= {"float_nodes": res.float_nodes, "steps": res.steps, "alone": alone}
+        c.info |= {"float_nodes": res.float_nodes, "steps": res.steps, "alone": alone,
+                   "stopped": any("stopped" in st for st in res.steps)}
         return [c]
 
 
-def _alone(ctx: Context, base: Candidate, ranked: list[str], folder) -> dict:
+def _alone(ctx: Context, base: Candidate, ranked: list[str], folder) -> tuple[dict, dict]:
     """Each of the `fallback.alone` most sensitive layers kept in float by itself, scored on the probe against
-    the candidate it starts from: the drift each layer alone is responsible for, in PyTorch's module names."""
+    the candidate it starts from: the drift each layer alone is responsible for, in PyTorch's module names.
+    Also the artifacts and their drift by node, which the search reuses."""
     t, n = ctx.backend, ctx.recipe.fallback.alone
+    built: dict = {}
     if not n:
-        return {"layers": [], "reason": "turned off in the recipe (fallback.alone: 0)"}
+        return {"layers": [], "reason": "turned off in the recipe (fallback.alone: 0)"}, built
     if t.single_float_layer:
-        return {"layers": [], "reason": t.single_float_layer}
+        return {"layers": [], "reason": t.single_float_layer}, built
     modules = t.layer_modules(base.artifact, ctx.fp32, ranked[:n])
-    rows = []
+    rows: list[dict] = []
+    record = {"layers": rows, "from": base.label}
     for i, node in enumerate(ranked[:n]):
         if time.monotonic() > ctx.deadline:
-            return {"layers": rows, "reason": "the time budget is spent"}
+            record["stopped"] = f"the time budget was spent after {i} of {n}"
+            break
         with err.status(f"{t.name}: escalation, layer {i + 1} of {n} in float alone"):
             art = t.build_keeping_float(ctx.fp32, base.calib, base.recipe, folder / f"alone-{i + 1}", [node])
             d = ctx.score(art)
+        built[node] = (art, d)
         rows.append({"node": node, "module": modules.get(node), "top1_agreement": d["top1_agreement"],
                      "top1_drop_points": d.get("top1_drop_points"), "sqnr_db": d.get("sqnr_db"),
                      "agreement_gain": d["top1_agreement"] - base.drift["top1_agreement"],
                      "sqnr_gain_db": (d["sqnr_db"] - base.drift["sqnr_db"]
                                       if d.get("sqnr_db") is not None and base.drift.get("sqnr_db") is not None
                                       else None)})
-    return {"layers": rows, "from": base.label}
+    return record, built
 
 
 @register_rung

@@ -63,7 +63,8 @@ def alone_rows(entry: dict) -> tuple[list[dict], str]:
                          "drop": _f(None if r.get("top1_drop_points") is None else 0.0 - r["top1_drop_points"],
                                     "{:+.2f}"),
                          "sqnr_gain": _f(r.get("sqnr_gain_db"), "{:+.1f} dB")} for r in alone["layers"]]
-                return rows, (f"against {alone['from']}" if "from" in alone else alone.get("reason", ""))
+                said = f"against {alone['from']}" if "from" in alone else alone.get("reason", "")
+                return rows, said + (f" ({alone['stopped']})" if alone.get("stopped") else "")
     return [], ""
 
 

@@ -235,6 +235,7 @@ def _fallback_steps(steps: list[dict]) -> str:
         f"<tr><td class=n>{s['float_nodes']}</td><td class=n>{cell(_neg(s.get('top1_drop_points')), '{:+.2f}')}</td>"
         f"<td class=n>{cell(s.get('top1_agreement'), '{:.2%}')}</td><td class=n>{cell(s.get('sqnr_db'), '{:.1f}')}</td>"
         f"<td class=n>{cell((s.get('size_bytes') or 0) / 1e6 if s.get('size_bytes') else None, '{:.2f}')}</td>"
-        f"<td class=n>{cell(s.get('latency_vs_fp32'), '{:.2f}x')}</td></tr>" for s in steps)
+        f"<td class=n>{cell(s.get('latency_vs_fp32'), '{:.2f}x')}</td></tr>" if "float_nodes" in s
+        else f"<tr><td colspan=6>{_e(s.get('stopped', ''))}</td></tr>" for s in steps)
     return ("<table><tr><th>float layers</th><th>Δ top-1 (pt)</th><th>agreement</th><th>SQNR dB</th><th>MB</th>"
             f"<th>latency vs FP32 (b=1)</th></tr>{rows}</table>")
