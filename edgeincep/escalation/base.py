@@ -31,7 +31,7 @@ class Context:
     score: Callable[[Artifact], dict]                       # drift on the probe, + size and latency ratio
     probe_targets: object                                   # the FP32 model's top-1 on the probe images
     calibration: Callable[[int], CalibrationSet | None]     # a larger calibration set, None: not that many images
-    qat: Callable[[], QatArtifacts] | None                  # QAT's files, made once per run; None: no --train
+    qat: Callable[[float], QatArtifacts] | None             # QAT's files by a deadline, made once per run; None: no --train
     deadline: float = math.inf                              # time.monotonic() at which the time budget ends
 
     def folder(self, label: str) -> Path:

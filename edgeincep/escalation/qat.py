@@ -16,6 +16,7 @@ builder recalibrates into its native INT8 format.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,7 @@ class QatResult:
     seconds: float = 0.0
     agreement_before: float = 0.0   # fake-quantized model vs FP32 on the held-out check images
     agreement_after: float = 0.0
+    steps_done: int = 0             # fewer than asked when the deadline came first
 
 
 def _agreement(a: nn.Module, b: nn.Module, x: np.ndarray) -> float:
@@ -130,8 +132,9 @@ def _agreement(a: nn.Module, b: nn.Module, x: np.ndarray) -> float:
 
 
 def fine_tune(model: nn.Module, calib_x: np.ndarray, train_x: np.ndarray, train_y: np.ndarray,
-              cfg: QatConfig, check_x: np.ndarray | None = None) -> QatResult:
-    """QAT of `model` (left untouched) on preprocessed NCHW float images `train_x` with labels `train_y`."""
+              cfg: QatConfig, check_x: np.ndarray | None = None, deadline: float = math.inf) -> QatResult:
+    """QAT of `model` (left untouched) on preprocessed NCHW float images `train_x` with labels `train_y`; no step
+    starts after `deadline` (time.monotonic()), and the result says how many ran."""
     from edgeincep.export.fold import fold_batchnorm
 
     t0 = time.perf_counter()
@@ -155,7 +158,11 @@ def fine_tune(model: nn.Module, calib_x: np.ndarray, train_x: np.ndarray, train_
     # eval mode throughout: the folded model has no BatchNorm left, and dropout would only add noise to
     # a distillation target
     with err.status(f"quantization-aware fine-tuning ({cfg.steps} steps of {cfg.batch_size})") as status:
+        done = 0
         for step in range(cfg.steps):
+            if time.monotonic() > deadline:
+                break
+            done = step + 1
             idx = rng.choice(len(train_x), size=min(cfg.batch_size, len(train_x)), replace=False)
             x = torch.from_numpy(train_x[idx])
             y = torch.from_numpy(train_y[idx].astype(np.int64))
@@ -176,7 +183,7 @@ def fine_tune(model: nn.Module, calib_x: np.ndarray, train_x: np.ndarray, train_
     for fq in fqs:
         fq.freeze()
     after = _agreement(student, teacher, check)
-    return QatResult(student, unwrap(student), history, time.perf_counter() - t0, before, after)
+    return QatResult(student, unwrap(student), history, time.perf_counter() - t0, before, after, done)
 
 
 def export_qdq(result: QatResult, out: Path, example: np.ndarray, metadata: dict[str, str]) -> Path:

@@ -187,7 +187,7 @@ class Qat(Rung):
 
     def candidates(self, ctx: Context, history, make) -> list[Candidate]:
         base = _base(history, ctx.recipe.budget)
-        qat = ctx.qat()
+        qat = ctx.qat(ctx.deadline)
         folder = ctx.folder(self.name)
         out = [make("QAT weights", lambda: ctx.backend.build_from_qat(qat, base.calib, base.recipe, folder),
                     base.recipe, base.calib, rung=self.name, qat=qat.record)]

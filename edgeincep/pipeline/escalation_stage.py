@@ -114,12 +114,14 @@ class EscalationInputs:
         if self.train_dir is None:
             return None
 
-        def make():
+        def make(deadline: float):
             from edgeincep.pipeline.qat_stage import run_qat
 
+            # Made once per run, by the first ladder that needs it and within that ladder's time budget; the
+            # record says when the budget cut the fine-tuning short.
             if self._qat is None:
                 self._qat = run_qat(self.model_name, self.weights, self.fp32, calib.x, self.train_dir,
                                     recipe.escalation.qat, self.probe(recipe, calib).x,
-                                    self.out_dir / "escalation" / "qat", self.threads, self.skip_bad)
+                                    self.out_dir / "escalation" / "qat", self.threads, self.skip_bad, deadline)
             return self._qat
         return make

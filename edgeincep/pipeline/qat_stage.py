@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ def check_train_folder(root: Path, class_names: list[str]) -> ImageSet:
 
 
 def run_qat(model_name: str, weights: str, fp32: Path, calib_x: np.ndarray, train_root: Path, settings,
-            probe_x: np.ndarray, out_dir: Path, threads: int = 0, skip_bad: bool = False):
+            probe_x: np.ndarray, out_dir: Path, threads: int = 0, skip_bad: bool = False,
+            deadline: float = math.inf):
     """Fine-tune, then write out_dir/<stem>.fp32.onnx (the fine-tuned weights, verified like any export) and
     out_dir/<stem>.qat.qdq.onnx; returns a QatArtifacts."""
     from edgeincep.core.artifact import QatArtifacts
@@ -43,17 +45,19 @@ def run_qat(model_name: str, weights: str, fp32: Path, calib_x: np.ndarray, trai
     loaded = load_model(model_name, weights)
     cfg = QatConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                     label_weight=settings.label_weight, threads=threads)
-    result = fine_tune(loaded.model, calib_x, train_x, train_y, cfg, check_x=probe_x[:512])
+    result = fine_tune(loaded.model, calib_x, train_x, train_y, cfg, check_x=probe_x[:512], deadline=deadline)
     out_dir.mkdir(parents=True, exist_ok=True)
     tuned = export_onnx(result.float_model, out_dir / fp32.name, input_size=pre.input_size,
                         verify_images=calib_x[:16], metadata=meta | {"edgeincep.qat": "fine-tuned weights"})
     qdq = export_qdq(result, out_dir / fp32.name.replace(".fp32.onnx", ".qat.qdq.onnx"), calib_x, meta)
-    record = {"train": str(train_root), "images": len(train_x), "steps": cfg.steps, "batch_size": cfg.batch_size,
+    record = {"train": str(train_root), "images": len(train_x), "steps": cfg.steps, "steps_done": result.steps_done,
+              "batch_size": cfg.batch_size,
               "lr": cfg.lr, "seconds": round(result.seconds, 1), "history": result.history,
               "probe_agreement_fake_quant_before": result.agreement_before,
               "probe_agreement_fake_quant_after": result.agreement_after,
               "fp32": str(tuned.path), "qdq": str(qdq)}
     write_text_atomic(out_dir / "qat.json", json.dumps(record, indent=2))
     note(f"QAT: fake-quantized agreement with FP32 on the probe {result.agreement_before:.2%} -> "
-         f"{result.agreement_after:.2%} after {cfg.steps} steps ({result.seconds:.0f} s)")
+         f"{result.agreement_after:.2%} after {result.steps_done} steps ({result.seconds:.0f} s)"
+         + ("" if result.steps_done == cfg.steps else f"; stopped at the time budget, {cfg.steps} were asked"))
     return QatArtifacts(tuned.path, qdq, record)

@@ -18,6 +18,7 @@ def test_qat_export_is_qdq_onnx_that_onnx_runtime_runs_like_the_fake_quantized_m
     x = reference_calib.x
     labels = np.arange(len(x)) % 10
     res = fine_tune(model, x[:64], x[64:192], labels[64:192], QatConfig(steps=3, batch_size=8), check_x=x[192:256])
+    assert res.steps_done == 3
     wrappers = [m for m in res.model.modules() if isinstance(m, FakeQuant)]
     assert wrappers and all(w.active and not w.observing for w in wrappers)
     assert all(0 <= w.zero <= 255 and w.scale > 0 for w in wrappers)
@@ -64,3 +65,11 @@ def test_qat_export_is_qdq_onnx_that_onnx_runtime_runs_like_the_fake_quantized_m
 
     expected = sum(1 for n in graph.node if n.op_type == "Conv" and quantized(n.output[0]))
     assert expected > 0 and fused.count("QLinearConv") >= expected
+
+
+def test_fine_tuning_starts_no_step_after_the_deadline_and_says_how_many_ran(reference_calib):
+    model = load_model("inception_resnet_v1", "reference").model
+    x = reference_calib.x
+    res = fine_tune(model, x[:16], x[16:48], np.arange(32) % 10, QatConfig(steps=50, batch_size=4), check_x=x[:8],
+                    deadline=0.0)
+    assert res.steps_done == 0 and res.history == []
