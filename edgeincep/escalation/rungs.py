@@ -196,4 +196,7 @@ class Qat(Rung):
         if adopted is not None:
             out.append(make("QAT Q/DQ as exported", lambda: adopted, base.recipe, base.calib, rung=self.name,
                             qat=qat.record))
+        short = qat.record.get("steps_done", qat.record.get("steps")) < qat.record.get("steps", 0)
+        for c in out:
+            c.info["stopped"] = short  # fine-tuned for fewer steps than asked: the time budget ran out
         return out
