@@ -83,6 +83,7 @@ def test_the_fp32_reference_pte_is_exact(backend, reference_fp32, reference_cali
     assert sqnr_db(ref, backend.load(fp32).predict(x)) > 80
 
 
+@pytest.mark.slow  # two more PT2E calibrations and a lowering (about 4 minutes): `make test-slow`
 def test_layers_are_ranked_by_pytorch_module_and_the_worst_kept_in_float_bring_int8_closer_to_fp32(
         backend, int8, reference_fp32, reference_calib, tmp_path):
     from edgeincep.models.registry import create_model
