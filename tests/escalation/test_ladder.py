@@ -106,6 +106,8 @@ def test_a_budget_no_rung_can_meet_climbs_every_rung_then_exits_10_with_the_whol
     assert {c["label"] for c in by_rung["calibration"]["candidates"]} >= {"entropy (KL) ranges", "percentile 99.99 ranges"}
     assert len(by_rung["fallback"]["candidates"][0]["float_nodes"]) == 2
     assert by_rung["activations16"]["candidates"][0]["fmt"] == "onnx-qdq-a16w8"
+    # ONNX Runtime scores both the recalibrated build of the fine-tuned weights and QAT's Q/DQ file as it is
+    assert [c["label"] for c in by_rung["qat"]["candidates"]] == ["QAT weights", "QAT Q/DQ as exported"]
     qat = by_rung["qat"]["candidates"][0]
     assert qat["qat"]["steps"] == 3 and qat["path"].startswith(str(tmp_path / "out" / "escalation" / "onnxruntime" / "qat"))
     assert all("latency_vs_ptq" in c and c["size_bytes"] > 0 for r in ladder["rungs"] for c in r["candidates"])
