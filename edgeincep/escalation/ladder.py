@@ -3,9 +3,9 @@
 Written once against the Backend contract. Each rung (rungs.py, registered by name) makes one or more
 candidate artifacts; every candidate is scored on the probe set (never the validation set), and the
 climb stops at the first rung whose best candidate meets the budget there. No rung starts once the
-recipe's time budget is spent, and a search that can run long (fallback) stops at it. Every rung appears
-in the record, with what it tried or why it did not, so a report can show the whole ladder and a test can
-tell a skipped rung from a failed one.
+recipe's time budget is spent, and the searches that can run long (fallback, OpenVINO's accuracy control,
+QAT's fine-tuning) stop at it. Every rung appears in the record, with what it tried or why it did not, so a
+report can show the whole ladder and a test can tell a skipped rung from a failed one.
 """
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ from edgeincep.data.folders import ImageSet, balanced_subset, content_overlap, i
 from edgeincep.recipes import Budget
 from edgeincep.validate.confidence import wilson_interval, z_value
 
+UNRESOLVABLE = 10**9  # what needed_images says of a budget that allows not one flipped image
+
 
 def needed_images(budget: Budget) -> int:
     """The fewest probe images on which an artifact that changes nothing could still pass `budget`.
@@ -32,7 +34,7 @@ def needed_images(budget: Budget) -> int:
         z = z_value(budget.confidence)
         n = max(n, z * z * budget.min_agreement / slack)
     if not math.isfinite(n):
-        return 10**9
+        return UNRESOLVABLE
     # the float formula can land a hair above or below an integer: settle on the gate's own Wilson bound
     k = max(math.floor(n) - 1, 1)
     while budget.confidence is not None and wilson_interval(k, k, budget.confidence)[0] < budget.min_agreement:
@@ -57,7 +59,7 @@ class ProbeSet:
         """What the probe is, and whether it can resolve `budget` (said when it cannot)."""
         needed = needed_images(budget)
         notes = list(self.notes)
-        if needed >= 10**9:
+        if needed >= UNRESOLVABLE:
             notes.append("the budget leaves no slack (not one flipped image), which no probe can resolve: a rung "
                          "may pass on the probe and still miss on the validation set")
         elif len(self) < needed:

@@ -65,6 +65,18 @@ def _executed(stored: str, input_dtype) -> str:
     return "fp32 (XNNPACK)"
 
 
+def _denylist_names(artifact: Artifact, fp32: Path) -> dict[str, str]:
+    """Per module of the FP32 model, the output tensor name of the .tflite operator holding its weights
+    (match_tflite_layers): the name the quantizer's denylist takes."""
+    from edgeincep.attribution.layers import layers
+    from edgeincep.litert.graph import read_graph
+    from edgeincep.litert.layers import match_tflite_layers
+
+    graph = read_graph(artifact.path)
+    return {m: graph.tensors[graph.ops[i].outputs[0]].name
+            for m, i in match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32))).items()}
+
+
 class LiteRtBackendMixin:
     """The Backend methods both LiteRT backends implement alike (mixed in before Backend)."""
 
@@ -132,27 +144,18 @@ class LiteRtBackendMixin:
                     x: np.ndarray) -> list[str] | None:
         """The .tflite's weighted operators (by output tensor name, what the quantizer's denylist takes), the one
         whose own quantization noise is largest first: per-layer attribution against the FP32 ONNX on `x`."""
-        from edgeincep.attribution.layers import attribute, layers, worst
-        from edgeincep.litert.graph import read_graph
-        from edgeincep.litert.layers import match_tflite_layers
+        from edgeincep.attribution.layers import attribute, worst
 
         record = attribute(Path(fp32), {"int8": (self.name, artifact.path)}, x)
         if "int8" not in record["artifacts"]:
             return []
-        graph = read_graph(artifact.path)
-        ops = match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32)))
-        return [graph.tensors[graph.ops[ops[m]].outputs[0]].name for m, _ in worst(record, "int8", n=10**6) if m in ops]
+        tensors = _denylist_names(artifact, fp32)
+        return [tensors[m] for m, _ in worst(record, "int8", n=10**6) if m in tensors]
 
     def layer_modules(self, artifact: Artifact, fp32: Path, names: Sequence[str]) -> dict[str, str]:
-        """rank_layers' output tensor names, back through match_tflite_layers to the modules."""
-        from edgeincep.attribution.layers import layers
-        from edgeincep.litert.graph import read_graph
-        from edgeincep.litert.layers import match_tflite_layers
-
-        graph = read_graph(artifact.path)
-        by_tensor = {graph.tensors[graph.ops[i].outputs[0]].name: m
-                     for m, i in match_tflite_layers(artifact.path, Path(fp32), layers(Path(fp32))).items()}
-        return {n: by_tensor[n] for n in names if n in by_tensor}
+        """rank_layers' output tensor names, back to the modules whose weights their operators hold."""
+        modules = {t: m for m, t in _denylist_names(artifact, fp32).items()}
+        return {n: modules[n] for n in names if n in modules}
 
     def build_keeping_float(self, fp32: Path, calib: CalibrationSet, recipe: RecipeBase, out_dir: Path,
                             float_nodes: Sequence[str]) -> Artifact:
