@@ -118,14 +118,17 @@ def _fmt(v) -> str:
 @click.option("--verify-count", type=int, default=16, show_default=True)
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images instead of failing.")
+@click.option("--labels", "labels", default=None, metavar="SET|FILE",
+              help="Class names: 'imagenet-1k' (the 1000 ImageNet classes in timm's order) or a file (one name a "
+                   "line, or a JSON list). Default: the checkpoint's own, or its hub id's label set.")
 def export_cmd(model_name, weights, target, out_dir, input_size, width, num_classes, verify_images, verify_count,
-               opset, skip_bad) -> None:
+               opset, skip_bad, labels) -> None:
     """Export a model to FP32 ONNX, verified against PyTorch."""
     from edgeincep.pipeline.export_stage import run_export
 
     result = run_export(model_name, weights=weights, out_dir=out_dir, input_size=input_size, width=width,
                         num_classes=num_classes, verify_images=verify_images, verify_count=verify_count,
-                        opset=opset, skip_bad=skip_bad)
+                        opset=opset, skip_bad=skip_bad, labels=labels)
     out.print(f"[green]wrote[/] {result.path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.1f} s; "
               f"ORT vs PyTorch max |diff| {result.max_abs_diff:.2e} (tol {result.tolerance:.2e}), "
               f"top-1 agreement {result.top1_agreement:.0%} on {result.n_images} images")
@@ -170,8 +173,11 @@ def fashion_mnist_cmd(out_dir, calib_per_class, val_limit, seed, source, probe_p
 @click.option("--threads", type=int, default=0, help="Runtime threads (0: the runtime's default).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--skip-bad", is_flag=True)
+@click.option("--val-labels", "val_labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV labelling a flat validation folder: a file,label header (or Kaggle's LOC_val_solution.csv).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_size, skip_bad, json_out) -> None:
+def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_size, skip_bad, json_out,
+                 val_labels) -> None:
     """Accuracy of the FP32 REFERENCE ONNX and each ARTIFACT, and each artifact's drift from it."""
     from edgeincep.data.folders import select_images
     from edgeincep.fsutil import write_text_atomic
@@ -182,7 +188,7 @@ def validate_cmd(reference, artifacts, images_dir, limit, seed, threads, batch_s
     if not reference.is_file():
         raise UserError("reference ONNX not found", reference)
     arts = [artifact_for_file(p) for p in artifacts]
-    record = validate(reference, arts, select_images(images_dir, limit, seed), threads=threads,
+    record = validate(reference, arts, select_images(images_dir, limit, seed, val_labels), threads=threads,
                       batch_size=batch_size, skip_bad=skip_bad)
     print_validation(record)
     if json_out:
@@ -331,8 +337,15 @@ def peers_cmd(fp32, out_dir, calib_dir, count, seed, targets, json_out) -> None:
 @click.option("--train", "train_dir", type=click.Path(path_type=Path), default=None,
               help="Labelled training images for the ladder's quantization-aware fine-tuning (default: `make "
                    "data`'s data/fashion-mnist/train for a model of its classes).")
+@click.option("--labels", "labels", default=None, metavar="SET|FILE",
+              help="Class names: 'imagenet-1k' (the 1000 ImageNet classes in timm's order) or a file (one name a "
+                   "line, or a JSON list). Default: the checkpoint's own, or its hub id's label set.")
+@click.option("--val-labels", "val_labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV labelling a flat validation folder: a file,label header (or Kaggle's LOC_val_solution.csv).")
+@click.option("--calib-labels", "calib_labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV labelling a flat calibration folder (as --val-labels).")
 def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, threads, skip_bad, recipe_path,
-            wheels, use_ray, ray_address, probe_dir, train_dir) -> None:
+            wheels, use_ray, ray_address, probe_dir, train_dir, labels, val_labels, calib_labels) -> None:
     """The whole pipeline: export, build every target, validate drift, gate, write reports."""
     from edgeincep.data.folders import scan_folder
     from edgeincep.pipeline.run import run_pipeline
@@ -341,11 +354,16 @@ def run_cmd(model_name, weights, target, val_dir, calib_dir, out_dir, limit, thr
     # Fail in the first second, not after the export: a bad recipe or validation folder is known up front.
     if recipe_path is not None:
         load_recipe_file(recipe_path)
-    scan_folder(val_dir)
+    scan_folder(val_dir, labels_csv=val_labels)
+    if calib_labels is not None:
+        from edgeincep.paths import default_calibration
+
+        scan_folder(calib_dir or default_calibration(), labels_csv=calib_labels)
     run_pipeline(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                  out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
                  wheels=wheels, ray=use_ray or ray_address is not None, ray_address=ray_address,
-                 probe_dir=probe_dir, train_dir=train_dir)
+                 probe_dir=probe_dir, train_dir=train_dir, labels=labels, val_labels=val_labels,
+                 calib_labels=calib_labels)
 
 
 @main.command("train")

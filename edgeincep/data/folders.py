@@ -5,7 +5,6 @@ them all, or (skip_bad) skipped and counted, so a report can say how many were d
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from edgeincep.core.errors import DataError
 from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import IMAGE_SUFFIXES, BadImage, load_and_preprocess
+from edgeincep.data.labels import class_index, match_class, read_labels_csv, read_labels_file
 
 
 @dataclass
@@ -24,6 +24,8 @@ class ImageSet:
     labels: list[int] | None  # None: unlabelled
     class_names: list[str]
     skipped: list[str] = field(default_factory=list)  # "path: reason" of files dropped with skip_bad
+    # class name -> where it was read (a class folder, or a labels CSV's row), for errors that name it
+    origin: dict[str, str] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -36,14 +38,16 @@ class ImageSet:
         idx = list(indices)
         return ImageSet(self.root, [self.paths[i] for i in idx],
                         [self.labels[i] for i in idx] if self.labels is not None else None,
-                        self.class_names, list(self.skipped))
+                        self.class_names, list(self.skipped), self.origin)
 
 
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> ImageSet:
+def scan_folder(root: str | Path, labels_file: str | Path | None = None,
+                labels_csv: str | Path | None = None) -> ImageSet:
+    """A class-per-subfolder tree, or a flat folder: unlabelled, or labelled by `labels_csv` (file -> class)."""
     root = Path(root)
     if labels_file is None and (root / "labels.txt").is_file():
         labels_file = root / "labels.txt"
@@ -53,6 +57,9 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> Imag
         raise DataError("not a directory", root)
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     class_dirs = [d for d in subdirs if any(_is_image(p) for p in d.iterdir())]
+    if class_dirs and labels_csv is not None:
+        raise DataError(f"has class subfolders ({class_dirs[0].name}/, ...) and a labels CSV ({labels_csv}) was "
+                        "given: use one or the other", root)
     if class_dirs:
         paths, labels = [], []
         for i, d in enumerate(class_dirs):
@@ -64,34 +71,18 @@ def scan_folder(root: str | Path, labels_file: str | Path | None = None) -> Imag
             names = _reorder_by_labels_file(names, labels_file, root)
             index = {n: i for i, n in enumerate(names)}
             labels = [index[p.parent.name] for p in paths]
-        return ImageSet(root, paths, labels, names)
+        return ImageSet(root, paths, labels, names, origin={d.name: f"{d}/" for d in class_dirs})
     paths = sorted(p for p in root.iterdir() if _is_image(p))
     if not paths:
         raise DataError(f"no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files, "
                         "flat or in class subfolders)", root)
+    if labels_csv is not None:
+        per_file, origin = read_labels_csv(labels_csv, paths)
+        names = sorted(set(per_file))
+        index = {n: i for i, n in enumerate(names)}
+        return ImageSet(root, paths, [index[n] for n in per_file], names, origin=origin)
     names = read_labels_file(labels_file) if labels_file is not None else []
     return ImageSet(root, paths, None, names)
-
-
-def read_labels_file(path: str | Path) -> list[str]:
-    """One class name per line (index = line number), or a JSON list of names."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read labels file ({e.__class__.__name__})", path) from None
-    if path.suffix == ".json":
-        try:
-            names = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"labels file is not valid JSON ({e.msg} at line {e.lineno})", path) from None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise DataError("labels JSON must be a list of class-name strings", path)
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise DataError("labels file is empty", path)
-    return names
 
 
 def _reorder_by_labels_file(found: list[str], labels_file, root: Path) -> list[str]:
@@ -187,21 +178,25 @@ def content_overlap(a: list[Path] | list[str], b: list[Path] | list[str]) -> lis
     return [(seen[d], str(p)) for p in b if (d := digest(p)) in seen]
 
 
-def select_images(images_dir: Path, limit: int | None, seed: int = 0) -> ImageSet:
+def select_images(images_dir: Path, limit: int | None, seed: int = 0, labels_csv: Path | None = None) -> ImageSet:
     """The image folder, or a class-balanced seeded subset of `limit` images."""
-    images = scan_folder(images_dir)
+    images = scan_folder(images_dir, labels_csv=labels_csv)
     return balanced_subset(images, limit, seed) if limit else images
 
 
 def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
-    """Folder labels re-indexed to the model's class order (matched by name when the model has names)."""
+    """Folder (or CSV) labels in the model's class order: matched by name or alias (an ImageNet synset) when the
+    model has names, so a folder of a few classes gets their true indices; by sorted folder order otherwise."""
     if not images.labelled:
         return None
     if not model_names:
         return np.asarray(images.labels)
-    index = {n: i for i, n in enumerate(model_names)}
-    missing = [n for n in images.class_names if n not in index]
+    index = class_index(model_names)
+    to_model = {n: match_class(n, index, len(model_names)) for n in images.class_names}
+    missing = [n for n, i in to_model.items() if i is None]
     if missing:
-        raise DataError(f"class folders unknown to the model: {', '.join(missing[:5])} "
-                        f"(model classes: {', '.join(model_names[:10])})", images.root)
-    return np.asarray([index[images.class_names[lab]] for lab in images.labels])
+        where = images.origin.get(missing[0], str(images.root))
+        more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"class '{missing[0]}' ({where}){more} is not a class of the model (model classes: "
+                        f"{', '.join(model_names[:10])}{', ...' if len(model_names) > 10 else ''})", images.root)
+    return np.asarray([to_model[images.class_names[lab]] for lab in images.labels])

@@ -6,8 +6,9 @@ Jetson: jetson_run.py), and imported by edgeincep's host code from here, so ther
 arithmetic the host's validation and every device run. Standalone: numpy and Pillow only.
 
 The preprocessing reproduces edgeincep's host preprocessing (edgeincep/data/images.py) bit for bit:
-decode -> EXIF orientation -> RGB (alpha on white) -> resize the shorter side to floor(size / crop_pct)
--> centre crop -> /255 -> (x - mean) / std -> CHW float32; tests compare the runners' logits with the host's.
+decode -> EXIF orientation -> RGB (alpha on white) -> timm's eval transform as torchvision computes it
+(shorter side to floor(size / crop_pct), the longer truncated; centre crop; /255; (x - mean) / std) -> CHW
+float32. tests/device/test_preprocess.py holds it to a transcription of timm's and torchvision's arithmetic.
 """
 from __future__ import annotations
 
@@ -100,24 +101,37 @@ def resample_filter(interpolation: str):
 
 
 def resize_size(size: int, crop_pct: float) -> int:
-    """The shorter side before the centre crop."""
+    """The shorter side before the centre crop (timm: math.floor(img_size / crop_pct))."""
     return math.floor(size / float(crop_pct))
 
 
+def resized_shape(width: int, height: int, short: int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize(int): the shorter side becomes `short` and the longer
+    side int(short * long / shorter), truncated, not rounded (rounding shifts the crop of a 500x375 photo)."""
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
+def crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """torchvision's CenterCrop: offset round((side - size) / 2) (Python's round, half to even); a side
+    shorter than `size` is padded with zeros, (size - side) // 2 before it. Pillow fills outside with 0."""
+    left = round((width - size) / 2.0) if width >= size else -((size - width) // 2)
+    top = round((height - size) / 2.0) if height >= size else -((size - height) // 2)
+    return left, top, left + size, top + size
+
+
 def preprocess(img, cfg: dict) -> np.ndarray:
-    """Shorter side to floor(size / crop_pct), centre crop, /255, (x - mean) / std: CHW float32."""
+    """timm's eval transform as torchvision computes it: Resize(floor(size / crop_pct)) on the shorter side,
+    CenterCrop(size), ToTensor (/255 in float32), Normalize(mean, std): CHW float32."""
     size = int(cfg["input_size"])
-    short = resize_size(size, cfg["crop_pct"])
-    w, h = img.size
-    new = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
-    img = img.resize(new, resample_filter(cfg["interpolation"]))
-    left = round((new[0] - size) / 2.0)
-    top = round((new[1] - size) / 2.0)
-    img = img.crop((left, top, left + size, top + size))
-    x = np.asarray(img, dtype=np.float32) / 255.0
+    new = resized_shape(*img.size, resize_size(size, cfg["crop_pct"]))
+    if new != img.size:
+        img = img.resize(new, resample_filter(cfg["interpolation"]))
+    img = img.crop(crop_box(*new, size))
+    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     x = (x - np.asarray(cfg["mean"], np.float32)) / np.asarray(cfg["std"], np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
-
 
 
 # --- classification and the check against the host ---------------------------------------------

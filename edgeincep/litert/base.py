@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from edgeincep.cache import files_digest, library_versions, recorded_artifact, save_record, stage_key
+from edgeincep.cache import library_versions, recorded_artifact, save_record, stage_key
 from edgeincep.core.artifact import Artifact
 
 # The device runner's own (de)quantisation: host validation and a bundle's run.py cannot drift apart.
@@ -109,7 +109,7 @@ class LiteRtBackendMixin:
         from edgeincep.litert.convert import TfliteConfig
 
         source = sha256_file(Path(fp32))
-        calib_digest = files_digest(calib.paths) if calib is not None else None
+        calib_digest = calib.digest if calib is not None else None
         done: dict[Path, Artifact] = {}
         todo = []
         for kind, out in wanted:

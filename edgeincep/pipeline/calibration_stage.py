@@ -11,18 +11,19 @@ from edgeincep.data.folders import ImageSet, content_overlap
 from edgeincep.quantize.calibration import CalibrationSet
 
 
-def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str]) -> np.ndarray | None:
+def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str],
+                       labels_csv: Path | None = None) -> np.ndarray | None:
+    """The calibration images' classes in the model's order (None where the folder or the model has no names)."""
     from edgeincep.data.folders import scan_folder
+    from edgeincep.data.labels import class_index, match_class
 
-    images: ImageSet = scan_folder(calib_root)
+    images: ImageSet = scan_folder(calib_root, labels_csv=labels_csv)
     if not images.labelled or not class_names:
         return None
     by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels, strict=True)}
-    index = {n: i for i, n in enumerate(class_names)}
-    try:
-        return np.asarray([index[by_path[p]] for p in calib.paths])
-    except KeyError:
-        return None
+    index = class_index(class_names)
+    found = [match_class(by_path.get(p, ""), index, len(class_names)) for p in calib.paths]
+    return None if None in found else np.asarray(found)
 
 
 def refuse_overlap(calib_paths: list[str], images: ImageSet, val_dir: Path) -> None:

@@ -77,9 +77,10 @@ class EscalationInputs:
 
     def __init__(self, model_name: str, weights: str, fp32: Path, pre, class_names: list[str], calib_root: Path,
                  images: ImageSet, probe_dir: Path | None, train_dir: Path | None, out_dir: Path, threads: int,
-                 skip_bad: bool):
+                 skip_bad: bool, calib_labels: Path | None = None):
         self.model_name, self.weights, self.fp32, self.pre, self.class_names = model_name, weights, fp32, pre, class_names
         self.calib_root, self.images, self.out_dir, self.threads, self.skip_bad = calib_root, images, out_dir, threads, skip_bad
+        self.calib_labels = calib_labels
         self.probe_dir = probe_dir if probe_dir is not None else make_data_split("probe", class_names)
         self.train_dir = train_dir if train_dir is not None else make_data_split("train", class_names)
         self._probe, self._qat, self._calib = None, None, {}
@@ -91,7 +92,8 @@ class EscalationInputs:
             with err.status("preparing the probe images"):
                 self._probe = load_probe(self.probe_dir, pre=self.pre, count=recipe.escalation.probe_images,
                                          class_names=self.class_names, calib_paths=calib.paths, calib_x=calib.x,
-                                         calib_labels=calibration_labels(self.calib_root, calib, self.class_names),
+                                         calib_labels=calibration_labels(self.calib_root, calib, self.class_names,
+                                                                         self.calib_labels),
                                          validation=self.images, skip_bad=self.skip_bad)
             for line in self._probe.summary(recipe.budget)["notes"]:
                 note(line)
@@ -101,11 +103,11 @@ class EscalationInputs:
         def larger(n: int) -> CalibrationSet | None:
             from edgeincep.data.folders import scan_folder
 
-            if len(scan_folder(self.calib_root)) < n:
+            if len(scan_folder(self.calib_root, labels_csv=self.calib_labels)) < n:
                 return None
             if (n, seed) not in self._calib:
                 self._calib[n, seed] = load_calibration(self.calib_root, self.pre, count=n, seed=seed,
-                                                        skip_bad=self.skip_bad)
+                                                        skip_bad=self.skip_bad, labels_csv=self.calib_labels)
                 refuse_overlap(self._calib[n, seed].paths, self.images, self.calib_root)
             return self._calib[n, seed]
         return larger

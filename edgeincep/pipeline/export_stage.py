@@ -17,7 +17,8 @@ from edgeincep.pipeline.model_source import class_names_of, load_model, preproce
 
 def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int | None = None,
                width: float | None = None, num_classes: int | None = None, verify_images: Path | None = None,
-               verify_count: int = 16, opset: int = 17, skip_bad: bool = False) -> ExportResult:
+               verify_count: int = 16, opset: int = 17, skip_bad: bool = False,
+               labels: str | Path | None = None) -> ExportResult:
     spec = get_spec(model_name)
     if input_size is not None:
         check_input_size(input_size)
@@ -28,12 +29,13 @@ def run_export(model_name: str, *, weights: str, out_dir: Path, input_size: int 
     for msg in loaded.notes:
         note(msg)
     pre = preprocess_of(loaded, input_size)
+    class_names = class_names_of(loaded, weights, labels)
     size = pre.input_size
     x, _ = load_array(balanced_subset(images, verify_count, seed=0), pre, skip_bad=skip_bad)
     model = loaded.model
     eff_width = float(width if width is not None else (loaded.checkpoint.metadata.get("width", 1.0)
                                                        if loaded.checkpoint else 1.0))
-    meta = build_metadata(spec, model, pre, class_names=class_names_of(loaded),
+    meta = build_metadata(spec, model, pre, class_names=class_names,
                           checkpoint_sha256=loaded.checkpoint.sha256 if loaded.checkpoint else None,
                           width=eff_width, extra={"edgeincep.weights": weights if loaded.checkpoint is None
                                                   else loaded.checkpoint.path.name})

@@ -5,8 +5,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from edgeincep.console import note
 from edgeincep.core.errors import CheckpointError
 from edgeincep.core.preprocess import Preprocess
+from edgeincep.data.labels import IMAGENET_1K, hub_label_set, label_set, resolve_labels
 from edgeincep.models.registry import create_model, get_spec
 from edgeincep.models.synthetic import apply_synthetic_weights
 from edgeincep.models.weights import LoadedModel, build_with_weights
@@ -53,11 +55,23 @@ def preprocess_of(loaded: LoadedModel, input_size: int | None = None) -> Preproc
     return replace(pre, input_size=input_size) if input_size else pre
 
 
-def class_names_of(loaded: LoadedModel) -> list[str]:
-    if loaded.checkpoint is None:
-        return []
-    try:
-        names = json.loads(loaded.checkpoint.metadata.get("labels", "[]"))
-    except json.JSONDecodeError:
-        return []
-    return names if isinstance(names, list) and len(names) == getattr(loaded.model, "num_classes", -1) else []
+def class_names_of(loaded: LoadedModel, weights: str, labels: str | Path | None = None) -> list[str]:
+    """The model's class names: `labels` (a label set's name or a file) when given, else those the checkpoint
+    records, else the label set its hub id names (timm's *in1k checkpoints: ImageNet-1k); [] when none is known."""
+    num_classes = getattr(loaded.model, "num_classes", -1)
+    if labels is not None:
+        return resolve_labels(labels, num_classes)
+    if loaded.checkpoint is not None:
+        try:
+            names = json.loads(loaded.checkpoint.metadata.get("labels", "[]"))
+        except json.JSONDecodeError:
+            names = []
+        if isinstance(names, list) and len(names) == num_classes:
+            return names
+    known = hub_label_set(weights)
+    if known is not None and len(label_set(known)) == num_classes:
+        return resolve_labels(known, num_classes)
+    if loaded.checkpoint is not None and num_classes == len(label_set(IMAGENET_1K)):
+        note(f"the checkpoint names none of its {num_classes} classes: reports and bundles will show class "
+             "indices; pass --labels imagenet-1k if it is an ImageNet-1k classifier (or --labels FILE)")
+    return []

@@ -115,7 +115,9 @@ def _emulate_bundles(fp32: Path, artifacts: list[Artifact], record: dict, images
 def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None,
                  out_dir: Path, limit: int | None = None, threads: int = 0, skip_bad: bool = False,
                  recipe_path: Path | None = None, wheels: bool = False, ray: bool = False,
-                 ray_address: str | None = None, probe_dir: Path | None = None, train_dir: Path | None = None) -> dict:
+                 ray_address: str | None = None, probe_dir: Path | None = None, train_dir: Path | None = None,
+                 labels: str | Path | None = None, val_labels: Path | None = None,
+                 calib_labels: Path | None = None) -> dict:
     if train_dir is not None:  # asked for by name: a missing or unlabelled folder is an error before any work
         from edgeincep.pipeline.qat_stage import check_train_folder
 
@@ -128,16 +130,19 @@ def run_pipeline(model_name: str, *, weights: str, target: str, val_dir: Path, c
     with output_lock(out_dir):
         return _run(model_name, weights=weights, target=target, val_dir=val_dir, calib_dir=calib_dir,
                     out_dir=out_dir, limit=limit, threads=threads, skip_bad=skip_bad, recipe_path=recipe_path,
-                    wheels=wheels, ray=ray, ray_address=ray_address, probe_dir=probe_dir, train_dir=train_dir)
+                    wheels=wheels, ray=ray, ray_address=ray_address, probe_dir=probe_dir, train_dir=train_dir,
+                    labels=labels, val_labels=val_labels, calib_labels=calib_labels)
 
 
 def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir: Path | None, out_dir: Path,
          limit: int | None, threads: int, skip_bad: bool, recipe_path: Path | None, wheels: bool, ray: bool,
-         ray_address: str | None, probe_dir: Path | None, train_dir: Path | None) -> dict:
+         ray_address: str | None, probe_dir: Path | None, train_dir: Path | None, labels: str | Path | None,
+         val_labels: Path | None, calib_labels: Path | None) -> dict:
     calib_root = calib_dir or default_calibration()
     meter = StageMeter()
     with meter.stage("export"):
-        exported = run_export(model_name, weights=weights, out_dir=out_dir, verify_images=calib_root, skip_bad=skip_bad)
+        exported = run_export(model_name, weights=weights, out_dir=out_dir, verify_images=calib_root, skip_bad=skip_bad,
+                              labels=labels)
     fp32 = exported.path
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta, fp32)
@@ -147,19 +152,20 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
     targets = select_targets(target)
     val_recipe = (load_recipe_file(recipe_path) if recipe_path
                   else find_recipe(model_name, targets[0].name) if targets else Recipe()).validation
-    images = select_images(val_dir, limit or val_recipe.limit)
+    images = select_images(val_dir, limit or val_recipe.limit, labels_csv=val_labels)
     if train_dir is not None:
         from edgeincep.pipeline.qat_stage import check_train_folder
 
         check_train_folder(train_dir, class_names)
     shared = EscalationInputs(model_name, weights, fp32, pre, class_names, calib_root, images, probe_dir, train_dir,
-                         out_dir, threads, skip_bad)
+                         out_dir, threads, skip_bad, calib_labels)
     for t in targets:
         recipe = load_recipe_file(recipe_path) if recipe_path else find_recipe(model_name, t.name)
         recipes[t.name] = recipe.model_dump()
         key = (recipe.calibration.count, recipe.calibration.seed)
         if key not in calib_cache:
-            calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad)
+            calib_cache[key] = load_calibration(calib_root, pre, count=key[0], seed=key[1], skip_bad=skip_bad,
+                                                labels_csv=calib_labels)
             refuse_overlap(calib_cache[key].paths, images, val_dir)
         calib = calib_cache[key]
         with meter.stage(f"build:{t.name}"), \

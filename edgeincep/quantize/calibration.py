@@ -6,11 +6,14 @@ very same images.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from edgeincep.cache import files_digest
 from edgeincep.console import err, note
 from edgeincep.core.errors import DataError
 from edgeincep.core.preprocess import Preprocess
@@ -31,14 +34,22 @@ class CalibrationSet:
         for i in range(0, len(self.x), batch_size):
             yield self.x[i:i + batch_size]
 
+    @cached_property
+    def digest(self) -> str:
+        """What a build's cache key takes from its calibration: the files' names and bytes, and the preprocessed
+        array itself, so a change in the preprocessing arithmetic (not only in its settings) rebuilds."""
+        h = hashlib.sha256(files_digest(self.paths).encode())
+        h.update(np.ascontiguousarray(self.x).tobytes())
+        return h.hexdigest()
+
     def summary(self) -> dict:
         return {"count": len(self.x), "requested": self.requested, "skipped": self.skipped,
                 "shape": list(self.x.shape[1:])}
 
 
 def load_calibration(root: Path, pre: Preprocess, *, count: int, seed: int = 0, skip_bad: bool = False,
-                     min_count: int = 1) -> CalibrationSet:
-    images = scan_folder(root)
+                     min_count: int = 1, labels_csv: Path | None = None) -> CalibrationSet:
+    images = scan_folder(root, labels_csv=labels_csv)
     if len(images) < min_count:
         raise DataError(f"calibration set has {len(images)} images, fewer than the {min_count} required", root)
     if len(images) < count:

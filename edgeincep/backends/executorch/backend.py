@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from edgeincep.backends.base import Backend
 from edgeincep.backends.executorch.settings import ExecuTorchSettings
-from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
+from edgeincep.cache import cached_artifact, library_versions, stage_key
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import UserError
 from edgeincep.export.metadata import read_metadata
@@ -68,7 +68,7 @@ class ExecuTorchBackend(Backend):
         s: ExecuTorchSettings = recipe.executorch
         out = Path(out_dir) / f"{_stem(fp32)}.executorch.int8.pte"
         key = stage_key(stage="executorch-int8", fp32=sha256_file(Path(fp32)), settings=s.model_dump(),
-                        calib=files_digest(calib.paths), float_modules=sorted(float_nodes),
+                        calib=calib.digest, float_modules=sorted(float_nodes),
                         libs=library_versions(self.libraries))
 
         def build() -> Artifact:

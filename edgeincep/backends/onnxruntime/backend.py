@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from edgeincep.backends.base import Backend
 from edgeincep.backends.onnxruntime.settings import OrtSettings
-from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
+from edgeincep.cache import cached_artifact, library_versions, stage_key
 from edgeincep.core.artifact import Artifact
 from edgeincep.export.metadata import read_metadata
 from edgeincep.fsutil import sha256_file
@@ -55,7 +55,7 @@ class OnnxRuntimeBackend(Backend):
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
         out = Path(out_dir) / f"{stem}.onnxruntime.int8.onnx"
         key = stage_key(stage="ort-int8", fp32=sha256_file(Path(fp32)), cfg=asdict(cfg),
-                        calib=files_digest(calib.paths), libs=library_versions())
+                        calib=calib.digest, libs=library_versions())
 
         def build() -> Artifact:
             info = quantize_onnx(fp32, out, calib, cfg, metadata=read_metadata(fp32))

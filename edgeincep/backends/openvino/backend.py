@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeincep.backends.base import Backend
 from edgeincep.backends.openvino.settings import OpenVinoSettings
-from edgeincep.cache import cached_artifact, files_digest, library_versions, stage_key
+from edgeincep.cache import cached_artifact, library_versions, stage_key
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import OutOfTime, OutputError, UserError
 from edgeincep.export.metadata import read_metadata
@@ -303,7 +303,7 @@ class OpenVinoBackend(Backend):
         stem = Path(fp32).name.removesuffix(".fp32.onnx")
         out = Path(out_dir) / f"{stem}.openvino.int8.xml"
         key = stage_key(stage="ov-int8", fp32=sha256_file(Path(fp32)), cfg=s.model_dump(),
-                        calib=files_digest(calib.paths), ignored=sorted(float_nodes),
+                        calib=calib.digest, ignored=sorted(float_nodes),
                         libs=library_versions(LIBS))
 
         def build():

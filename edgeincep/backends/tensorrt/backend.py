@@ -37,7 +37,7 @@ from edgeincep.backends.tensorrt.modelopt import (
 )
 from edgeincep.backends.tensorrt.modelopt import unavailable_reason as modelopt_unavailable
 from edgeincep.backends.tensorrt.settings import TensorRtSettings
-from edgeincep.cache import files_digest, library_versions, recorded_artifact, save_record, stage_key
+from edgeincep.cache import library_versions, recorded_artifact, save_record, stage_key
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import UserError
 from edgeincep.export.metadata import read_metadata
@@ -94,7 +94,7 @@ class TensorRtBackend(Backend):
         out = Path(out_dir) / f"{stem}.tensorrt.int8.onnx"
         twin = out.with_name(f"{stem}.tensorrt.int8.fp32hp.onnx") if _wants_twin(s) else None
         key = stage_key(stage="trt-qdq", fp32=sha256_file(Path(fp32)), cfg=s.model_dump(),
-                        calib=files_digest(calib.paths), float_nodes=sorted(float_nodes),
+                        calib=calib.digest, float_nodes=sorted(float_nodes),
                         libs=library_versions(LIBS))
         # The sidecar checksums the artifact's own files; the twin, a by-product, only has to be there.
         hit = recorded_artifact(out, key)
