@@ -86,8 +86,8 @@ python3 run.py --check                   # the {samples} bundled samples must gi
 
 Input: RGB, {pre["input_size"]}x{pre["input_size"]}; the shorter side is resized ({pre["interpolation"]}) to
 floor({pre["input_size"]} / {pre["crop_pct"]}) (the longer in proportion, truncated), centre-cropped, scaled to [0, 1]
-and normalised with mean {pre["mean"]}, std {pre["std"]}: timm's eval transform, exactly as on the host. `--check` compares the logits of the samples with the host's
-(`expected.json`): {tol_why}
+and normalised with mean {pre["mean"]}, std {pre["std"]}: timm's eval transform, exactly as on the host.
+`--check` compares the logits of the samples with the host's (`expected.json`): {tol_why}
 
 {drift_block}{bench_block}"""
 

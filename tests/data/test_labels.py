@@ -51,7 +51,7 @@ def test_a_label_count_that_does_not_fit_the_classifier_is_one_line(tmp_path):
     f.write_text("cat\ndog\n")
     with pytest.raises(UserError, match=r"names.txt: 2 class names, but the model's classifier has 3 classes"):
         resolve_labels(f, 3)
-    with pytest.raises(UserError, match="label set imagenet-1k: 1000 class names, but .* has 10 classes"):
+    with pytest.raises(UserError, match=r"label set imagenet-1k: 1000 class names, but .* has 10 classes"):
         resolve_labels(IMAGENET_1K, 10)
     (tmp_path / "names.json").write_text(json.dumps(["a", "b", "a"]))
     with pytest.raises(UserError, match="'a' appears more than once"):

@@ -51,7 +51,7 @@ def timm_eval(img: Image.Image, cfg: Preprocess) -> np.ndarray:
         right, bottom = ((size - iw + 1) // 2 if size > iw else 0), ((size - ih + 1) // 2 if size > ih else 0)
         a = np.pad(a, ((top, bottom), (left, right), (0, 0)))
         ih, iw = a.shape[:2]
-    top, left = int(round((ih - size) / 2.0)), int(round((iw - size) / 2.0))
+    top, left = round((ih - size) / 2.0), round((iw - size) / 2.0)  # torchvision: int(round(...))
     a = a[top:top + size, left:left + size]
     t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).contiguous().to(torch.float32).div(255)  # to_tensor
     mean, std = torch.tensor(cfg.mean), torch.tensor(cfg.std)         # Normalize(mean=torch.tensor(mean), ...)
