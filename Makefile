@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,openvino,tflite,modelopt,executorch,ray]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,openvino,tflite,modelopt,executorch,ray,explorer]"
 	$(PY) -m pip install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
 	$(PY) -m pip check | { grep -vE '^(onnx2tf|nvidia-modelopt) |^No broken' || true; } | { ! grep .; }
 	touch $@

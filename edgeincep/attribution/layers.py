@@ -199,10 +199,12 @@ def worst_modules(record: dict, per_artifact: int = 12) -> list[str]:
 
 def model_explorer_node_data(record: dict, artifact: str) -> dict:
     """Google Model Explorer node data (GraphNodeData) for one artifact over the FP32 ONNX graph: each layer's
-    SQNR keyed by its output tensor name (Model Explorer matches it to the node that outputs it), red for
-    the lowest, green for the highest."""
+    SQNR keyed by its ONNX node name, red for the lowest, green for the highest. The client attaches a result
+    to the node whose id is the key, or to the producer of an output whose `tensor_name` metadata is the key;
+    its ONNX adapter (model-explorer-onnx) takes the node name as the id and writes no `tensor_name`, so output
+    tensor names would attach nowhere."""
     results = {}
     for v in record["artifacts"][artifact].values():
-        results[v["tensor"]] = {"value": round(float(v["sqnr_db"]), 3)}
+        results[v["node"]] = {"value": round(float(v["sqnr_db"]), 3)}
     return {"results": results, "gradient": [{"stop": 0, "bgColor": "#d73027"}, {"stop": 0.5, "bgColor": "#fee08b"},
                                              {"stop": 1, "bgColor": "#1a9850"}]}

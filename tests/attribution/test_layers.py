@@ -86,14 +86,37 @@ def test_openvino_layers_are_found_by_the_onnx_names_its_ir_keeps(reference_fp32
     assert all(v["own_sqnr_db"] > 20 for m, v in col.items() if m != broken and m not in readers)
 
 
-def test_model_explorer_node_data_keys_layers_by_their_output_tensor(reference_fp32, reference_calib, broken_int8):
-    rec = attribute(reference_fp32, {"broken": ("onnxruntime", broken_int8[1])}, reference_calib.x[:4])
-    data = model_explorer_node_data(rec, "broken")
-    json.dumps(data)
-    tensors = {o for n in onnx.load(str(reference_fp32)).graph.node for o in n.output}
-    assert data["results"] and set(data["results"]) <= tensors
+def model_explorer_graph(fp32) -> dict:
+    """The graph Model Explorer's ONNX adapter builds from the file, as its server sends it to the browser."""
+    from model_explorer.utils import convert_adapter_response
+    from model_explorer_onnx.main import ONNXAdapter
+
+    return convert_adapter_response(ONNXAdapter().convert(str(fp32), {}))["graphs"][0]
+
+
+def attached(data: dict, graph: dict) -> set[str]:
+    """The keys the client attaches: a key is a node id, or the `tensor_name` of one of a node's outputs
+    (the web app's rule, processNodeDataProviderDataForGraph)."""
+    ids = {n["id"] for n in graph["nodes"]}
+    by_tensor = {a["value"]: n["id"] for n in graph["nodes"] for md in n.get("outputsMetadata") or []
+                 for a in md["attrs"] if a["key"] == "tensor_name"}
+    return {k for k in data["results"] if by_tensor.get(k, k) in ids}
+
+
+def test_model_explorer_node_data_attaches_to_every_layer_in_the_real_client(
+        reference_fp32, reference_calib, broken_int8, tflite_int8, openvino_int8):
+    arts = {"broken": ("onnxruntime", broken_int8[1]), "tflite": ("tflite", tflite_int8.path),
+            "openvino": ("openvino", openvino_int8.path)}
+    rec = attribute(reference_fp32, arts, reference_calib.x[:4])
+    graph = model_explorer_graph(reference_fp32)
+    for name in arts:
+        data = json.loads(json.dumps(model_explorer_node_data(rec, name)))
+        assert len(data["results"]) == len(rec["artifacts"][name]) > 100
+        assert attached(data, graph) == set(data["results"]), name
+        assert all(np.isfinite(v["value"]) for v in data["results"].values())
     assert data["gradient"][0]["stop"] == 0 and data["gradient"][-1]["stop"] == 1
-    assert all(np.isfinite(v["value"]) for v in data["results"].values())
+    # what the files held before: output tensor names, which the ONNX adapter maps to no node
+    assert not attached({"results": {v["tensor"]: {} for v in rec["artifacts"]["broken"].values()}}, graph)
 
 
 def test_cli_writes_the_table_json_html_and_model_explorer_data(cli, reference_fp32, broken_int8, tmp_path):
