@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeincep.console import note
 from edgeincep.core.errors import DataError
 from edgeincep.core.preprocess import Preprocess
 from edgeincep.data.images import IMAGE_SUFFIXES, BadImage, load_and_preprocess
@@ -184,12 +185,24 @@ def select_images(images_dir: Path, limit: int | None, seed: int = 0, labels_csv
     return balanced_subset(images, limit, seed) if limit else images
 
 
+_NOTED: set[str] = set()
+
+
+def _note_once(msg: str) -> None:
+    if msg not in _NOTED:
+        _NOTED.add(msg)
+        note(msg)
+
+
 def model_labels(images: ImageSet, model_names: list[str]) -> np.ndarray | None:
     """Folder (or CSV) labels in the model's class order: matched by name or alias (an ImageNet synset) when the
     model has names, so a folder of a few classes gets their true indices; by sorted folder order otherwise."""
     if not images.labelled:
         return None
     if not model_names:
+        _note_once(f"the model names no classes, so the {len(images.class_names)} classes of {images.root} are taken "
+                   f"as classes 0..{len(images.class_names) - 1} in sorted order; pass --labels (e.g. imagenet-1k) to "
+                   "match them by name")
         return np.asarray(images.labels)
     index = class_index(model_names)
     to_model = {n: match_class(n, index, len(model_names)) for n in images.class_names}

@@ -187,10 +187,13 @@ def test_validating_on_one_imagenet_class_folder_scores_it_as_that_class(tmp_pat
     csv.write_text("file,label\n" + "".join(f"{p.name},n02085620\n" for p in sorted(flat.iterdir())))
     assert _validate(cli, fp32, flat, "--val-labels", csv)["top1"] == 1.0
 
-    # without names the folder can only be matched by its position: class 0, and a top-1 of 0
+    # without names the folder can only be matched by its position: class 0, a top-1 of 0, and both are said
     r = cli("export", *common, "--out", tmp_path / "unnamed")
     assert r.exit_code == 0 and "--labels imagenet-1k" in r.output
-    assert _validate(cli, next((tmp_path / "unnamed").glob("*.fp32.onnx")), tmp_path / "val")["top1"] == 0.0
+    out = tmp_path / "unnamed.json"
+    r = cli("validate", next((tmp_path / "unnamed").glob("*.fp32.onnx")), "--images", tmp_path / "val", "--json", out)
+    assert "taken as classes 0..0 in sorted order; pass --labels" in " ".join(r.output.split())
+    assert json.loads(out.read_text())["reference"]["top1"] == 0.0
 
 
 def test_export_names_a_labels_file_that_does_not_fit(tmp_path, cli, always_chihuahua):
