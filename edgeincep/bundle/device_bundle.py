@@ -21,7 +21,7 @@ from edgeincep.core.errors import UserError
 from edgeincep.core.predictor import Predictor
 from edgeincep.device import COMMON_NAME, COMMON_SOURCE
 from edgeincep.device.wheels import device_wheels
-from edgeincep.export.onnx import preprocess_from_metadata
+from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata
 from edgeincep.fsutil import sha256_file
 
 DRIFT_KEYS = ("top1_agreement", "top1_drop_points", "top5_overlap", "logit_cosine", "sqnr_db", "n_flipped")
@@ -137,7 +137,7 @@ def write_device_bundle(spec: BundleSpec, art: Artifact, predictor: Predictor, m
         raise UserError("the artifact carries no edgeincep preprocessing metadata (made outside edgeincep?)", art.path)
     runtime, wheel_files = runtime or runtime_entry(spec, False)
     pre = preprocess_from_metadata(meta, art.path)
-    labels = json.loads(meta.get("edgeincep.labels", "[]"))
+    labels = labels_from_metadata(meta)
     samples, n_samples, tol_why = sample_files(predictor, art.target, entry, labels,
                                                (images or {}).get("root") or sample_dir, pre, spec.tolerance)
     drift = expected_drift(entry, reference, images)

@@ -29,12 +29,12 @@ def run_qat(model_name: str, weights: str, fp32: Path, calib_x: np.ndarray, trai
     out_dir/<stem>.qat.qdq.onnx; returns a QatArtifacts."""
     from edgeincep.core.artifact import QatArtifacts
     from edgeincep.escalation.qat import QatConfig, export_qdq, fine_tune
-    from edgeincep.export.onnx import export_onnx, preprocess_from_metadata, read_metadata
+    from edgeincep.export.onnx import export_onnx, labels_from_metadata, preprocess_from_metadata, read_metadata
     from edgeincep.pipeline.model_source import load_model
 
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta, fp32)
-    class_names = json.loads(meta.get("edgeincep.labels", "[]"))
+    class_names = labels_from_metadata(meta)
     images = check_train_folder(train_root, class_names)
     chosen = balanced_subset(images, settings.images, seed=0) if settings.images < len(images) else images
     xs, kept = [], []

@@ -14,7 +14,7 @@ from edgeincep.console import err, note, out
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import GateError, UserError
 from edgeincep.data.folders import ImageSet, balanced_subset, select_images
-from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
 from edgeincep.fsutil import ensure_writable_dir, write_text_atomic
 from edgeincep.meter import StageMeter
 from edgeincep.paths import default_calibration
@@ -146,7 +146,7 @@ def _run(model_name: str, *, weights: str, target: str, val_dir: Path, calib_dir
     fp32 = exported.path
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta, fp32)
-    class_names = json.loads(meta.get("edgeincep.labels", "[]"))
+    class_names = labels_from_metadata(meta)
     artifacts, recipes, ladders = [], {}, {}
     calib_cache: dict[tuple, CalibrationSet] = {}
     targets = select_targets(target)

@@ -114,7 +114,7 @@ def _measure(spec: TrialSpec) -> dict:
     from edgeincep.bench import interleaved_latency
     from edgeincep.data.folders import select_images
     from edgeincep.escalation.probe import load_probe
-    from edgeincep.export.onnx import preprocess_from_metadata, read_metadata
+    from edgeincep.export.onnx import labels_from_metadata, preprocess_from_metadata, read_metadata
     from edgeincep.paths import default_calibration
     from edgeincep.pipeline.calibration_stage import calibration_labels
     from edgeincep.pipeline.escalation_stage import build_escalating
@@ -135,7 +135,7 @@ def _measure(spec: TrialSpec) -> dict:
         raise UserError(f"target {spec.target} cannot run on {socket.gethostname()}: {reason}")
     calib_root = default_calibration()
     calib = load_calibration(calib_root, pre, count=recipe.calibration.count, seed=recipe.calibration.seed)
-    class_names = json.loads(meta.get("edgeincep.labels", "[]"))
+    class_names = labels_from_metadata(meta)
     images = select_images(Path(spec.val_dir), spec.limit or recipe.validation.limit)
     # A trial measures one configuration: its ladder probes on the calibration images and has no QAT rung
     probe = load_probe(None, pre=pre, count=len(calib), class_names=class_names, calib_paths=calib.paths,
