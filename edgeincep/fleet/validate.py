@@ -36,6 +36,7 @@ from edgeincep.device.common import describe_tolerance, deviation
 from edgeincep.fleet.inventory import Board, Inventory
 from edgeincep.fleet.shards import Shard, ShardQueue, split
 from edgeincep.fsutil import link_by_index
+from edgeincep.validate import metrics as M
 
 SCHEMA = "edgeincep.fleet/1"
 MAX_LISTED = 50
@@ -331,18 +332,16 @@ def _tolerance_for(expected: dict, backend: str | None):
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Over the images both sides classified (a board's missing rows are NaN)."""
     ok = ~(np.isnan(a).any(1) | np.isnan(b).any(1))
-    return float(np.mean(a[ok].argmax(1) == b[ok].argmax(1))) if ok.any() else None
+    return M.top1_agreement(a[ok], b[ok]) if ok.any() else None
 
 
 def _topk(logits: np.ndarray, labels: np.ndarray | None, k: int) -> float | None:
     if labels is None or not len(logits):
         return None
     ok = ~np.isnan(logits).any(1)
-    if not ok.any():
-        return None
-    top = np.argsort(-logits[ok], axis=1, kind="stable")[:, :k]
-    return float(np.mean((top == labels[ok][:, None]).any(1)))
+    return M.accuracy(logits[ok], labels[ok], k) if ok.any() else None
 
 
 def _name(names: list[str], c: int) -> str:
