@@ -151,9 +151,16 @@ class Backend(ABC):
         """int8 when the file holds quantized operations, else fp32 (read from the file, not its name)."""
         return "fp32"
 
-    def artifact_from_file(self, path: Path, device: str) -> Artifact:
-        """The record of a file given to `edgeincep bundle` without the one its build wrote beside it."""
-        raise UserError(f"a {device} bundle needs the artifact record written beside the file by its build", path)
+    def recognise(self, path: Path, device: str | None = None) -> Artifact:
+        """The record of a file of this backend's given without the one its build wrote beside it (`validate`,
+        `bench`, `bundle` for `device`): its precision read from the file; one error if it is not of a kind this
+        backend reads. The one way a bare file becomes an Artifact."""
+        path = Path(path)
+        if path.suffix not in self.suffixes:
+            what = f"{'an' if device[0] in 'aeiou' else 'a'} {device} bundle" if device else f"the {self.name} target"
+            raise UserError(f"{what} takes {' or '.join(self.suffixes) or 'only files with their build record'}"
+                            f", not a '{path.suffix}' file", path)
+        return Artifact(path, self.name, self.stored_precision(path), self.file_format)
 
     def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase) -> BundleSpec | None:
         """What the device bundle for this artifact holds; None: no bundle (float references)."""

@@ -25,3 +25,17 @@ def write_metadata(model, values: dict[str, str], *, keep_existing: bool = True)
     del model.metadata_props[:]
     for k, v in merged.items():
         model.metadata_props.add(key=k, value=str(v))
+
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+
+
+def onnx_stored_precision(path: str | Path) -> str:
+    """int8 when the ONNX file holds quantized operations (Q/DQ or integer ops), else fp32: read from the graph."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - onnx raises several unrelated types for a bad file
+        raise UserError(f"not a readable ONNX model ({type(e).__name__})", path) from None
+    return "int8" if any(n.op_type in _INT8_OPS for n in model.graph.node) else "fp32"

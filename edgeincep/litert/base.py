@@ -183,12 +183,14 @@ class LiteRtBackendMixin:
 
         return stored_precision(read_graph(path))
 
-    def artifact_from_file(self, path: Path, device: str) -> Artifact:
-        if path.suffix != ".tflite":
+    def recognise(self, path: Path, device: str | None = None) -> Artifact:
+        """A .tflite, for either backend of the format (the Edge TPU claims no suffix: a bare .tflite is LiteRT's)."""
+        if Path(path).suffix != ".tflite":
             from edgeincep.core.errors import UserError
 
-            raise UserError(f"a {device} bundle takes an INT8 .tflite", path)
-        return Artifact(path, self.name, self.stored_precision(path), self.file_format)
+            raise UserError(f"{f'a {device} bundle' if device else f'the {self.name} target'} takes an INT8 .tflite",
+                            path)
+        return Artifact(Path(path), self.name, self.stored_precision(path), self.file_format)
 
     def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase):
         from edgeincep.litert.bundle import litert_bundle

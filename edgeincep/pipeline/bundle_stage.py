@@ -11,9 +11,10 @@ from pathlib import Path
 from edgeincep.bundle.device_bundle import runtime_entry, write_device_bundle
 from edgeincep.bundle.writer import BundleResult
 from edgeincep.console import err
-from edgeincep.core.artifact import Artifact, sidecar_path
+from edgeincep.core.artifact import Artifact
 from edgeincep.core.errors import UserError
 from edgeincep.core.settings import RecipeBase
+from edgeincep.pipeline.artifacts import artifact_for_file, device_targets
 from edgeincep.recipes import recipe_model
 from edgeincep.registry import get_backend, list_backends
 
@@ -21,20 +22,6 @@ from edgeincep.registry import get_backend, list_backends
 def bundle_devices() -> list[str]:
     """Every device some backend writes bundles for."""
     return list(dict.fromkeys(d for name in list_backends() for d in get_backend(name).bundle_devices))
-
-
-def device_targets(device: str) -> list[str]:
-    """The backends whose bundles are made for this device first (rpi: executorch, tflite; coral: edgetpu, ...)."""
-    found = [name for name in list_backends() if get_backend(name).bundle_devices[:1] == (device,)]
-    if not found:
-        raise UserError(f"no backend writes {device} bundles")
-    return found
-
-
-def device_target(device: str, path: Path) -> str:
-    """The backend that makes `device` bundles of a file like `path` (told apart by the file's suffix)."""
-    names = device_targets(device)
-    return next((n for n in names if path.suffix in get_backend(n).suffixes), names[0])
 
 
 def write_artifact_bundle(art: Artifact, device: str, entry: dict, recipe: RecipeBase, out_dir: Path, *,
@@ -73,19 +60,6 @@ def write_bundles(artifacts: list[Artifact], record: dict, recipes: dict, out_di
 
 # --- `edgeincep bundle`: one artifact file, outside a pipeline run ---------------------------------
 
-def _artifact(path: Path, device: str) -> Artifact:
-    """The artifact record written beside the file by its build, else one inferred from the file."""
-    if not path.is_file():
-        raise UserError("no such artifact file", path)
-    sidecar = sidecar_path(path)
-    if sidecar.is_file():
-        try:
-            return Artifact.from_sidecar(sidecar)
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged record: infer, as for a file copied without it
-    return get_backend(device_target(device, path)).artifact_from_file(path, device)
-
-
 def _report_entry(art: Artifact) -> tuple[dict, dict | None, dict | None, RecipeBase | None]:
     """The validation entry for this very file from the report.json beside it, if `edgeincep run` wrote one."""
     report_path = art.path.parent / "report.json"
@@ -113,7 +87,7 @@ def _report_entry(art: Artifact) -> tuple[dict, dict | None, dict | None, Recipe
 def bundle_artifact(device: str, path: Path, out_dir: Path, *, images_dir: Path | None = None,
                     threads: int = 0, wheels: bool = False, device_python: str | None = None) -> BundleResult:
     """`edgeincep bundle`: the device bundle for one artifact file, with the host's numbers when a report has them."""
-    art = _artifact(Path(path), device)
+    art = artifact_for_file(Path(path), device)
     if device not in get_backend(art.target).bundle_devices:
         raise UserError(f"{device} bundles take {' or '.join(device_targets(device))} artifacts; this is a {art.target} one",
                         path)

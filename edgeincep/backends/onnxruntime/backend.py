@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from edgeincep.core.settings import RecipeBase
     from edgeincep.quantize.calibration import CalibrationSet
 
-_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 
 
 class OnnxRuntimeBackend(Backend):
@@ -103,12 +102,6 @@ class OnnxRuntimeBackend(Backend):
         return OrtPredictor(artifact.path, threads, artifact.name, artifact.precision)
 
     def stored_precision(self, path: Path) -> str:
-        import onnx
+        from edgeincep.export.metadata import onnx_stored_precision
 
-        from edgeincep.core.errors import UserError
-
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - onnx raises several unrelated types for a bad file
-            raise UserError(f"not a readable ONNX model ({type(e).__name__})", path) from None
-        return "int8" if any(n.op_type in _INT8_OPS for n in model.graph.node) else "fp32"
+        return onnx_stored_precision(path)

@@ -421,11 +421,6 @@ class OpenVinoBackend(Backend):
         text = Path(path).read_text(encoding="utf-8", errors="replace")
         return "int8" if 'type="FakeQuantize"' in text else "fp32"
 
-    def artifact_from_file(self, path: Path, device: str) -> Artifact:
-        if path.suffix != ".xml":
-            raise UserError("an intel bundle takes an OpenVINO IR (.xml with its .bin)", path)
-        return Artifact(path, self.name, "int8" if ".int8." in path.name else "fp32", self.file_format)
-
     def metadata(self, artifact: Artifact) -> dict[str, str]:
         return {f"edgeincep.{k}": v for k, v in read_rt_info(artifact.path).items()}
 

@@ -152,10 +152,17 @@ class TensorRtBackend(Backend):
     def layer_fallback_graph(self, artifact: Artifact) -> Path | None:
         return artifact.path
 
-    def artifact_from_file(self, path: Path, device: str) -> Artifact:
-        if path.suffix != ".onnx":
-            raise UserError("a jetson bundle takes the Q/DQ INT8 ONNX of the tensorrt target", path)
-        return Artifact(path, self.name, "int8", "onnx-qdq")
+    def stored_precision(self, path: Path) -> str:
+        from edgeincep.export.metadata import onnx_stored_precision
+
+        return onnx_stored_precision(path)
+
+    def recognise(self, path: Path, device: str | None = None) -> Artifact:
+        """Its files are ONNX, which ONNX Runtime claims when a bare file is looked up by suffix alone."""
+        if Path(path).suffix != ".onnx":
+            raise UserError(f"{f'a {device} bundle' if device else 'the tensorrt target'} takes the Q/DQ INT8 ONNX "
+                            "of the tensorrt target", path)
+        return Artifact(Path(path), self.name, self.stored_precision(path), "onnx-qdq")
 
     def bundle_spec(self, artifact: Artifact, device: str, recipe: RecipeBase) -> BundleSpec | None:
         from edgeincep.backends.tensorrt.bundle import jetson_bundle
