@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeincep.device.common import output_codes
+from edgeincep.device.kinds import emulated_kinds
 from edgeincep.fsutil import link_by_index
 from edgeincep.paths import PROJECT_ROOT
 
 # Bundles whose runner runs on an arm64 Linux CPU (the Coral bundle's CPU model when no Edge TPU is attached).
-EMULATED_DEVICES = ("rpi", "coral")
+EMULATED_DEVICES = emulated_kinds()
 
 
 @dataclass(frozen=True)

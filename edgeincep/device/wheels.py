@@ -23,15 +23,6 @@ from edgeincep.core.bundle import DevicePlatform
 from edgeincep.core.errors import UserError
 from edgeincep.device import pins
 
-# Each device's usual OS: Raspberry Pi OS / Debian 12 (glibc 2.36, CPython 3.11) on a Pi or a Coral host,
-# Ubuntu 22.04 or newer on an Intel box (glibc 2.35; CPython 3.11, the oldest the numpy pin supports), and
-# JetPack 6 (Ubuntu 22.04, CPython 3.10), whose TensorRT bindings come from the OS, not from the bundle.
-PLATFORMS: dict[str, DevicePlatform] = {
-    "rpi": DevicePlatform("aarch64", "3.11", "2.36"),
-    "coral": DevicePlatform("aarch64", "3.11", "2.36"),
-    "intel": DevicePlatform("x86_64", "3.11", "2.35"),
-    "jetson": DevicePlatform("aarch64", "3.10", "2.35", provided=("tensorrt",), system_site_packages=True),
-}
 PYTHON_VERSION = re.compile(r"^3\.(\d{1,2})$")
 RECORD = "wheels.json"
 

@@ -8,7 +8,7 @@ from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleSpec
 from edgeincep.core.errors import UserError
 from edgeincep.device import RUNNER_SOURCE, pins
-from edgeincep.device.wheels import PLATFORMS
+from edgeincep.device.kinds import device_kind
 
 TITLES = {"rpi": "Raspberry Pi 4 / 5 (64-bit Raspberry Pi OS), LiteRT with XNNPACK",
           "coral": "Coral Edge TPU (USB / M.2 / PCIe), LiteRT with the Edge TPU delegate"}
@@ -52,7 +52,7 @@ def litert_bundle(art: Artifact, device: str) -> BundleSpec:
                       requirements=tuple(pins.REQUIREMENTS[device]), requirements_txt=pins.requirements_txt(device),
                       tolerance=lambda host: _tolerance(runtime, scale, zero_point), title=TITLES[device],
                       readme_notes=notes, extra_files=(lambda _facts: extra) if extra else None,
-                      platform=PLATFORMS[device], imports=("numpy", "PIL", "ai_edge_litert.interpreter"))
+                      platform=device_kind(device).platform, imports=("numpy", "PIL", "ai_edge_litert.interpreter"))
 
 
 def _tolerance(runtime: str, scale: float, zero_point: int) -> tuple[dict, str]:

@@ -6,7 +6,8 @@ from user_cli import cli, one_error_line
 
 from edgeincep.core.errors import UserError
 from edgeincep.device import wheels
-from edgeincep.device.wheels import PLATFORMS, device_wheels, manylinux_platforms, needed_glibc
+from edgeincep.device.kinds import device_kind
+from edgeincep.device.wheels import device_wheels, manylinux_platforms, needed_glibc
 
 SMALL = "typing_extensions==4.16.0\n"  # one small pure wheel: the download and cache paths, cheaply
 
@@ -34,22 +35,22 @@ def test_the_oldest_glibc_a_wheel_admits_is_read_from_its_tags():
 
 def test_a_device_python_that_is_not_a_cpython_version_is_refused():
     with pytest.raises(UserError, match=r"expected a CPython version like 3\.11"):
-        device_wheels(SMALL, PLATFORMS["rpi"], "python3")
+        device_wheels(SMALL, device_kind("rpi").platform, "python3")
 
 
 def test_wheels_are_downloaded_once_then_come_from_the_cache_offline(tmp_path, monkeypatch, request):
     monkeypatch.setenv("EDGEINCEP_CACHE", str(tmp_path))
-    first = device_wheels(SMALL, PLATFORMS["rpi"])
+    first = device_wheels(SMALL, device_kind("rpi").platform)
     names = sorted(p.name for p in first.files)
     assert names[0].startswith("pip-25.0.1-") and names[1].startswith("typing_extensions-4.16.0-")
     assert first.installer.name.startswith("pip-") and first.manifest("wheels")["glibc"] is None
     request.getfixturevalue("offline")
-    again = device_wheels(SMALL, PLATFORMS["rpi"])
+    again = device_wheels(SMALL, device_kind("rpi").platform)
     assert again.folder == first.folder and again.files == first.files
     # A damaged cache is noticed (size differs from the record) and downloaded again, here: refused offline.
     first.files[1].write_bytes(b"truncated")
     with pytest.raises(UserError, match=r"cannot download the device's wheels \(aarch64, CPython 3.11\)"):
-        device_wheels(SMALL, PLATFORMS["rpi"])
+        device_wheels(SMALL, device_kind("rpi").platform)
 
 
 def test_offline_bundle_with_wheels_is_one_line_and_writes_nothing(tflite_int8, tmp_path, offline, monkeypatch):

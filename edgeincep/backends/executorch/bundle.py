@@ -8,7 +8,7 @@ from edgeincep.backends.executorch.runner_build import LIBS, RUNNER, device_runt
 from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleSpec
 from edgeincep.device import pins
-from edgeincep.device.wheels import PLATFORMS
+from edgeincep.device.kinds import device_kind
 
 RUNNER_SOURCE = Path(__file__).with_name("device_run.py")
 ARCHES = ("aarch64", "x86_64")
@@ -47,7 +47,7 @@ bullseye and later). Delegation: {_delegation(art)}.
                       runner_source=RUNNER_SOURCE, requirements=requirements,
                       requirements_txt=pins.NOTES[device] + "".join(f"{r}\n" for r in requirements),
                       tolerance=lambda host: _tolerance(quant), title=TITLE, readme_notes=notes,
-                      extra_files=lambda _facts: libs, platform=PLATFORMS[device], imports=("numpy", "PIL"))
+                      extra_files=lambda _facts: libs, platform=device_kind(device).platform, imports=("numpy", "PIL"))
 
 
 def _delegation(art: Artifact) -> str:

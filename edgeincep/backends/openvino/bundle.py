@@ -7,7 +7,7 @@ from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleSpec
 from edgeincep.core.errors import UserError
 from edgeincep.device import RUNNER_SOURCE, pins
-from edgeincep.device.wheels import PLATFORMS
+from edgeincep.device.kinds import device_kind
 
 DEVICE = "intel"
 
@@ -30,4 +30,4 @@ def intel_bundle(art: Artifact) -> BundleSpec:
                 "performance_hint": art.meta.get("performance_hint", "latency")},
         runner_source=RUNNER_SOURCE, requirements=tuple(pins.REQUIREMENTS[DEVICE]),
         requirements_txt=pins.requirements_txt(DEVICE), tolerance=_tolerance, title="Intel CPU, OpenVINO CPU plugin",
-        platform=PLATFORMS[DEVICE], imports=("numpy", "PIL", "openvino"))
+        platform=device_kind(DEVICE).platform, imports=("numpy", "PIL", "openvino"))

@@ -19,7 +19,7 @@ from edgeincep.core.artifact import Artifact
 from edgeincep.core.bundle import BundleFacts, BundleSpec
 from edgeincep.core.settings import RecipeBase
 from edgeincep.device import JETSON_RUNNER_SOURCE
-from edgeincep.device.wheels import PLATFORMS
+from edgeincep.device.kinds import device_kind
 
 ENGINE = "model.engine"
 ONNX = "model.int8.qdq.onnx"
@@ -139,4 +139,4 @@ def jetson_bundle(art: Artifact, recipe: RecipeBase) -> BundleSpec:
                       manifest={"written_for": {"jetpack": s.jetpack, "tensorrt": s.tensorrt_version},
                                 "trtexec": trtexec},
                       executable=frozenset({"build_engine.sh", "run.py"}),
-                      platform=PLATFORMS["jetson"], imports=("numpy", "PIL"))
+                      platform=device_kind("jetson").platform, imports=("numpy", "PIL"))
