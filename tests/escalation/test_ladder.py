@@ -19,11 +19,15 @@ def _recipe(tmp_path, text: str):
     return path
 
 
-def test_the_default_budget_stops_at_plain_int8_and_says_why_the_rest_was_not_needed(tmp_path, fmnist_val, probe_dir,
-                                                                                      train_dir):
+def test_a_budget_plain_int8_meets_stops_the_ladder_there_and_says_why_the_rest_was_not_needed(
+        tmp_path, fmnist_val, probe_dir, train_dir):
+    # Plain U8S8 agrees with FP32 on 99.0% of these probe images on a VNNI CPU and on 95.0% where 8-bit dot
+    # products saturate (quantize/saturation.py): a budget both meet, so the test holds on either CPU.
+    recipe = _recipe(tmp_path, "budget: {max_top1_drop: 10.0, min_agreement: 0.9}\n"
+                               "validation: {attribution_images: 0}\n")
     report = run_pipeline("inception_resnet_v2", weights="reference", target="onnxruntime", val_dir=fmnist_val,
                           calib_dir=None, out_dir=tmp_path / "out", limit=100, probe_dir=probe_dir, train_dir=train_dir,
-                          recipe_path=_recipe(tmp_path, "validation: {attribution_images: 0}\n"))
+                          recipe_path=recipe)
     ladder = report["validation"]["artifacts"][0]["escalation"]
     assert ladder["met_by"] == "ptq" and [r["rung"] for r in ladder["rungs"]] == RUNGS
     assert [r["status"] for r in ladder["rungs"]] == ["met"] + ["not needed"] * 4

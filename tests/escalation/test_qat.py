@@ -8,6 +8,7 @@ import torch
 
 from edgeincep.escalation.qat import FakeQuant, QatConfig, export_qdq, fine_tune
 from edgeincep.pipeline.model_source import load_model
+from edgeincep.quantize.saturation import u8s8_saturates
 from edgeincep.validate import metrics as M
 
 
@@ -31,10 +32,16 @@ def test_qat_export_is_qdq_onnx_that_onnx_runtime_runs_like_the_fake_quantized_m
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     with torch.inference_mode():
         torch_out = res.model(torch.from_numpy(x[192:256])).numpy()
-    ort_out = OrtPredictor(path).predict(x[192:256])
-    # the same grid in both; what differs is float accumulation order and a rounding tie here and there
-    assert M.sqnr_db(torch_out, ort_out) > 30
-    assert (ort_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.95
+    # The file as written (Q/DQ around float ops) is the fake-quantized model: the same grid in both, and what
+    # differs is float accumulation order and a rounding tie here and there.
+    as_written = OrtPredictor(path, optimize=False).predict(x[192:256])
+    assert M.sqnr_db(torch_out, as_written) > 30
+    assert (as_written.argmax(1) == torch_out.argmax(1)).mean() >= 0.95
+    # ONNX Runtime's fused integer kernels compute that grid exactly where the CPU accumulates 8-bit products in
+    # 32 bits (VNNI, Arm), and clip them in 16 bits where it has no VNNI (measured here under qemu's Haswell:
+    # 15.8 dB): the detector that makes a run say so must agree with what the kernels do.
+    fused = OrtPredictor(path).predict(x[192:256])
+    assert (M.sqnr_db(torch_out, fused) > 30) == (not u8s8_saturates())
     # the untouched model is untouched
     assert not any(isinstance(m, FakeQuant) for m in model.modules())
     # ONNX Runtime takes the file as its own artifact, and runs its convolutions as QLinearConv

@@ -15,7 +15,10 @@ def test_default_job_builds_validates_and_reports(tmp_path, fmnist_val):
                           calib_dir=None, out_dir=tmp_path / "out", limit=200)
     assert report["passed"]
     art = report["validation"]["artifacts"][0]
-    assert art["target"] == "onnxruntime" and art["precision"] == "int8" and art["fmt"] == "onnx-qdq-u8s8"
+    # Plain U8S8 where it meets the default budget; where 8-bit dot products saturate (a CPU without VNNI,
+    # quantize/saturation.py) it does not, and the ladder ships 16-bit activations instead.
+    assert art["target"] == "onnxruntime" and art["precision"] == "int8"
+    assert art["fmt"] == ("onnx-qdq-a16w8" if art["escalation"]["met_by"] == "activations16" else "onnx-qdq-u8s8")
     assert art["drift"]["top1_agreement"] >= 0.97
     assert report["calibration"]["count"] == 300 and report["validation"]["images"]["count"] == 200
     saved = json.loads((tmp_path / "out" / "report.json").read_text())

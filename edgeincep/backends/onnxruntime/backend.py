@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from edgeincep.backends.base import Backend
 from edgeincep.backends.onnxruntime.settings import OrtSettings
 from edgeincep.cache import cached_artifact, library_versions, stage_key
+from edgeincep.console import note
 from edgeincep.core.artifact import Artifact
 from edgeincep.export.metadata import read_metadata
 from edgeincep.fsutil import sha256_file
@@ -60,6 +61,9 @@ class OnnxRuntimeBackend(Backend):
             info = quantize_onnx(fp32, out, calib, cfg, metadata=read_metadata(fp32))
             return Artifact(out, self.name, "int8", f"onnx-qdq-{cfg.fmt}", meta=info)
 
+        if cfg.fmt == "u8s8":
+            _say_if_saturating()
+
         return cached_artifact(out, key, build)
 
     def adopt_qdq(self, qat: QatArtifacts, out_dir: Path) -> Artifact:
@@ -99,9 +103,23 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime  # noqa: F401
 
     def load(self, artifact: Artifact, threads: int = 0) -> OrtPredictor:
+        if artifact.fmt == "onnx-qdq-u8s8":
+            _say_if_saturating()
         return OrtPredictor(artifact.path, threads, artifact.name, artifact.precision)
 
     def stored_precision(self, path: Path) -> str:
         from edgeincep.export.metadata import onnx_stored_precision
 
         return onnx_stored_precision(path)
+
+
+_SAID: list[bool] = []
+
+
+def _say_if_saturating() -> None:
+    """Once per process: what is measured here on U8S8 is not what a VNNI device will give."""
+    from edgeincep.quantize.saturation import SATURATION_NOTE, u8s8_saturates
+
+    if not _SAID and u8s8_saturates():
+        note(f"onnxruntime: {SATURATION_NOTE}")
+    _SAID.append(True)
