@@ -13,16 +13,20 @@ from edgeincep.quantize.calibration import CalibrationSet
 
 def calibration_labels(calib_root: Path, calib: CalibrationSet, class_names: list[str],
                        labels_csv: Path | None = None) -> np.ndarray | None:
-    """The calibration images' classes in the model's order (None where the folder or the model has no names)."""
-    from edgeincep.data.folders import scan_folder
-    from edgeincep.data.labels import class_index, match_class
+    """The calibration images' classes in the model's order, matched as validation folders are (model_labels);
+    None where the folder or the model has no names, or a class of the folder is not the model's: calibration
+    needs no labels, only the steps that can use them do."""
+    from edgeincep.data.folders import model_labels, scan_folder
 
     images: ImageSet = scan_folder(calib_root, labels_csv=labels_csv)
     if not images.labelled or not class_names:
         return None
-    by_path = {str(p): images.class_names[lab] for p, lab in zip(images.paths, images.labels, strict=True)}
-    index = class_index(class_names)
-    found = [match_class(by_path.get(p, ""), index, len(class_names)) for p in calib.paths]
+    try:
+        labels = model_labels(images, class_names)
+    except DataError:
+        return None
+    by_path = {str(p): int(lab) for p, lab in zip(images.paths, labels, strict=True)}
+    found = [by_path.get(p) for p in calib.paths]
     return None if None in found else np.asarray(found)
 
 
