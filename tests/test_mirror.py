@@ -48,3 +48,14 @@ def test_every_module_has_its_mirrored_test_file_or_is_listed_as_still_lacking_o
     assert not lacking - NOT_YET_MIRRORED, "new modules without tests/<path>/test_<module>.py"
     assert not NOT_YET_MIRRORED - lacking, "listed as lacking a test file, but it has one (or is gone): drop it"
 
+
+
+def test_test_files_that_share_a_name_sit_in_packages():
+    """Mirroring gives folders files of one name (`pipeline/test_run.py`, `sweep/test_run.py`); pytest imports a file
+    outside a package by its bare name, so two such files of one name stop the whole run at collection."""
+    by_name: dict[str, list[Path]] = {}
+    for path in TESTS.rglob("test_*.py"):
+        if not (path.parent / "__init__.py").is_file():  # imported by its bare name: it must be the only one
+            by_name.setdefault(path.name, []).append(path)
+    clashes = sorted(str(p.relative_to(TESTS)) for paths in by_name.values() if len(paths) > 1 for p in paths)
+    assert clashes == [], f"one name outside a package, more than once; add __init__.py beside them: {clashes}"
