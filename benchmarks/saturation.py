@@ -49,10 +49,10 @@ def prepare(model: str, work: Path) -> dict:
     from edgeincep.registry import get_backend
 
     x, y = fm.load_split("train")
-    shipped = {int(p.stem.split("_")[1]) for p in DEFAULT_CALIBRATION.glob("*/train_*.png")}
     probe = work / "probe"
     if not probe.is_dir():
-        fm.write_folder(x, y, fm.held_out_indices(y, 30, seed=11, exclude=shipped), probe, "train")
+        fm.write_folder(x, y, fm.held_out_indices(y, 30, seed=11, exclude=fm.folder_indices(DEFAULT_CALIBRATION)),
+                        probe, "train")
     fp32 = run_export(model, weights="reference", out_dir=work / "export").path
     meta = read_metadata(fp32)
     pre = preprocess_from_metadata(meta)
@@ -89,13 +89,13 @@ def main() -> None:
     ap.add_argument("--cpu", default="Haswell", help="qemu's CPU model for the emulated run")
     ap.add_argument("--out", type=Path, default=Path("out/saturation"))
     args = ap.parse_args()
-    from edgeincep.quantize.saturation import cpu_flags, u8s8_saturates
+    from edgeincep.quantize.saturation import WIDE_INT8, cpu_flags, u8s8_saturates
 
     work = args.out.resolve()
     work.mkdir(parents=True, exist_ok=True)
     record = prepare(args.model, work)
     record["native"] = {**score(work, None), "u8s8_saturates": u8s8_saturates(),
-                        "vnni_flags": sorted(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})}
+                        "vnni_flags": sorted(cpu_flags() & set(WIDE_INT8))}
     record["emulated"] = {**score(work, args.cpu), "cpu": args.cpu}
     (work / "saturation.json").write_text(json.dumps(record, indent=1))
     for side in ("native", "emulated"):

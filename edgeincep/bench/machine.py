@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from edgeincep.cache import library_versions
+from edgeincep.quantize.saturation import cpu_flags
 
 # ISA features that decide which kernels the runtimes pick (VNNI: int8 dot products; BF16/AMX:
 # float runs that are silently not FP32 unless pinned).
@@ -25,7 +26,7 @@ _FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx5
 
 def cpu_facts() -> dict:
     info = _cpuinfo()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
+    flags = cpu_flags()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -70,6 +70,11 @@ def write_folder(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, ou
     return len(indices)
 
 
+def folder_indices(root: Path, split: str = "train") -> set[int]:
+    """The `split` indices of the images a `write_folder` call put under `root`: what a later pick must avoid."""
+    return {int(p.stem.split("_")[1]) for p in root.glob(f"*/{split}_*.png")}
+
+
 def held_out_indices(labels: np.ndarray, per_class: int, seed: int, exclude: set[int]) -> np.ndarray:
     """A balanced, seeded pick of `per_class` indices per class, none of them in `exclude`."""
     rng = np.random.default_rng(seed)
@@ -97,7 +102,7 @@ def export_folders(out: Path, *, calib_per_class: int = 50, val_limit: int | Non
     exclude = {int(i) for i in calib_idx}
     exclude |= {i for i, img in enumerate(tr_x) if hashlib.sha256(img.tobytes()).digest() in test_pixels}
     if shipped_calibration is not None and shipped_calibration.is_dir():
-        exclude |= {int(p.stem.split("_")[1]) for p in shipped_calibration.glob("*/train_*.png")}
+        exclude |= folder_indices(shipped_calibration)
     probe_idx = held_out_indices(tr_y, probe_per_class, seed + 1, exclude)
     counts["probe"] = write_folder(tr_x, tr_y, probe_idx, out / "probe", "train")
     train_idx = held_out_indices(tr_y, train_per_class, seed + 2, exclude | {int(i) for i in probe_idx})

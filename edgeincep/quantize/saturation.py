@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import platform
 
-_WIDE_INT8 = ("avx512_vnni", "avx_vnni", "amx_int8")
+# The flags of 8-bit dot products that accumulate in 32 bits.
+WIDE_INT8 = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def cpu_flags() -> set[str]:
@@ -32,7 +33,7 @@ def u8s8_saturates() -> bool:
     if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
         return False
     flags = cpu_flags()
-    return bool(flags) and not flags & set(_WIDE_INT8)
+    return bool(flags) and not flags & set(WIDE_INT8)
 
 
 SATURATION_NOTE = ("this CPU has no VNNI, so ONNX Runtime's U8S8 kernels add 8-bit products in saturating 16-bit "

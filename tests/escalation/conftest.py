@@ -13,7 +13,7 @@ from edgeincep.paths import DEFAULT_CALIBRATION
 def fmnist_train_split():
     require_fashion_mnist()
     x, y = fm.load_split("train")
-    shipped = {int(p.stem.split("_")[1]) for p in DEFAULT_CALIBRATION.glob("*/train_*.png")}
+    shipped = fm.folder_indices(DEFAULT_CALIBRATION)
     return x, y, shipped
 
 
@@ -28,7 +28,7 @@ def probe_dir(tmp_path_factory, fmnist_train_split):
 @pytest.fixture(scope="session")
 def train_dir(tmp_path_factory, fmnist_train_split, probe_dir):
     x, y, shipped = fmnist_train_split
-    used = shipped | {int(p.stem.split("_")[1]) for p in probe_dir.glob("*/train_*.png")}
+    used = shipped | fm.folder_indices(probe_dir)
     out = tmp_path_factory.mktemp("train") / "train"
     fm.write_folder(x, y, fm.held_out_indices(y, 20, seed=12, exclude=used), out, "train")
     return out

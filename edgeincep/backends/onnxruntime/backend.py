@@ -1,6 +1,7 @@
 """ONNX Runtime on CPU: INT8 QDQ artifacts (x86 and ARM); its FP32 session is the reference of every run."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -113,13 +114,10 @@ class OnnxRuntimeBackend(Backend):
         return onnx_stored_precision(path)
 
 
-_SAID: list[bool] = []
-
-
+@functools.cache
 def _say_if_saturating() -> None:
     """Once per process: what is measured here on U8S8 is not what a VNNI device will give."""
     from edgeincep.quantize.saturation import SATURATION_NOTE, u8s8_saturates
 
-    if not _SAID and u8s8_saturates():
+    if u8s8_saturates():
         note(f"onnxruntime: {SATURATION_NOTE}")
-    _SAID.append(True)
